@@ -1,0 +1,42 @@
+from django.contrib import admin, messages
+
+from .models import Conversion
+from .services import conversion_resend_notification, conversion_retry
+
+
+@admin.register(Conversion)
+class ConversionAdmin(admin.ModelAdmin):
+    list_display = ["original_filename", "owner", "status", "error_code", "duration_seconds", "mp3_size", "created_at"]
+    list_filter = ["status", "error_code", "created_at", ("owner", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["original_filename", "owner__email", "=id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["owner"]
+    actions = ["retry_failed", "resend_email"]
+    readonly_fields = [
+        "id", "owner", "original_filename", "source", "source_size", "status", "error_code", "error_message",
+        "error_detail", "mp3", "mp3_size", "duration_seconds", "options", "created_at", "started_at", "finished_at",
+        "notified_at",
+    ]
+    fieldsets = (
+        (None, {"fields": ("id", "owner", "original_filename", "status", "options")}),
+        ("Files", {"fields": ("source", "source_size", "mp3", "mp3_size", "duration_seconds")}),
+        ("Failure", {"fields": ("error_code", "error_message", "error_detail")}),
+        ("Timeline", {"fields": ("created_at", "started_at", "finished_at", "notified_at")}),
+    )
+
+    def has_add_permission(self, request):
+        return False  # jobs are created by uploads only
+
+    @admin.action(description="Retry selected failed conversions")
+    def retry_failed(self, request, queryset):
+        retried = sum(conversion_retry(conversion=conversion) for conversion in queryset)
+        skipped = queryset.count() - retried
+        self.message_user(request, f"{retried} conversion(s) queued again; {skipped} skipped (not failed).",
+                          messages.SUCCESS if retried else messages.WARNING)
+
+    @admin.action(description="Resend the notification email")
+    def resend_email(self, request, queryset):
+        finished = queryset.filter(status__in=[Conversion.Status.DONE, Conversion.Status.FAILED])
+        for conversion in finished:
+            conversion_resend_notification(conversion=conversion)
+        self.message_user(request, f"{finished.count()} email(s) queued.")

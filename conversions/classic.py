@@ -1,0 +1,168 @@
+"""The classic API that existing clients of this design speak: plain-text bodies, HTTP Basic login, Bearer JWTs.
+
+    POST /login              HTTP Basic (email:password)  -> 200, the raw JWT
+    POST /upload             Bearer JWT, one multipart file -> 200 "success! fid=<id>"
+    GET  /download?fid=<id>  Bearer JWT                    -> 200 audio/mpeg
+"""
+
+import base64
+import binascii
+
+from django.conf import settings
+from django.http import Http404, HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.selectors import user_authenticate
+from mp3converter.api import error_status
+
+from .selectors import conversion_get
+from .serializers import ConversionOptionsInputSerializer
+from .services import conversion_create
+from .views import IgnoreAcceptHeader, NotReady, mp3_download
+
+
+class ClassicError(Exception):
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class PlainTextRenderer(BaseRenderer):
+    media_type = "text/plain"
+    format = "txt"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, dict):
+            data = data.get("detail") or "; ".join(f"{key}: {' '.join(map(str, value))}" for key, value in data.items())
+        return str(data or "").encode("utf-8")
+
+
+def text(message: str, status_code: int = 200, **headers) -> HttpResponse:
+    return HttpResponse(message, status=status_code, content_type="text/plain; charset=utf-8", headers=headers)
+
+
+class ClassicView(APIView):
+    """Plain-text answers for every outcome, including errors raised by DRF or the services."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    renderer_classes = [PlainTextRenderer]
+    content_negotiation_class = IgnoreAcceptHeader
+
+    def handle_exception(self, exc):
+        if isinstance(exc, ClassicError):
+            headers = {"WWW-Authenticate": 'Basic realm="mp3converter"'} if exc.status_code == 401 else {}
+            return text(exc.message, exc.status_code, **headers)
+        if (code := error_status(exc)) is not None:
+            return text(str(exc), code)
+        if isinstance(exc, Http404):
+            return text("not found", status.HTTP_404_NOT_FOUND)
+        if isinstance(exc, NotReady):
+            return text(str(exc.detail), exc.status_code)
+        if isinstance(exc, exceptions.Throttled):
+            return text(f"too many attempts, try again in {exc.wait or 60:.0f} seconds", 429)
+        if isinstance(exc, exceptions.ValidationError):
+            return text(PlainTextRenderer().render(exc.detail).decode(), status.HTTP_400_BAD_REQUEST)
+        return super().handle_exception(exc)
+
+    def bearer_user(self, request):
+        """The user behind the Bearer token, with the classic API's exact statuses and bodies."""
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            raise ClassicError(401, "missing credentials")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ClassicError(403, "not authorized")
+        authenticator = JWTAuthentication()
+        try:
+            user = authenticator.get_user(authenticator.get_validated_token(token.strip().encode()))
+        except (InvalidToken, AuthenticationFailed, TokenError):
+            raise ClassicError(403, "not authorized") from None
+        if not user.is_active:
+            raise ClassicError(403, "not authorized")
+        if settings.CLASSIC_API_STAFF_ONLY and not user.is_staff:
+            raise ClassicError(401, "not authorized")
+        return user
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        email, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (email, password) if sep and email else None
+
+
+class ClassicLoginView(ClassicView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    @extend_schema(
+        tags=["classic"],
+        summary="Sign in with HTTP Basic; the body is the raw access JWT.",
+        request=None,
+        responses={(200, "text/plain"): str, 401: OpenApiResponse(description="missing credentials | invalid credentials")},
+    )
+    def post(self, request):
+        credentials = basic_credentials(request.META.get("HTTP_AUTHORIZATION", ""))
+        if credentials is None:
+            raise ClassicError(401, "missing credentials")
+        user = user_authenticate(request=request, email=credentials[0], password=credentials[1])
+        if user is None:
+            raise ClassicError(401, "invalid credentials")
+        return text(str(AccessToken.for_user(user)))
+
+
+class ClassicUploadView(ClassicView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        tags=["classic"],
+        summary="Upload exactly one file (any field name) to convert.",
+        request={"multipart/form-data": {"type": "object", "additionalProperties": {"type": "string", "format": "binary"}}},
+        responses={(200, "text/plain"): str},
+    )
+    def post(self, request):
+        user = self.bearer_user(request)
+        try:
+            files = [upload for field in request.FILES for upload in request.FILES.getlist(field)]
+        except (exceptions.ParseError, exceptions.UnsupportedMediaType):
+            files = []
+        if len(files) != 1:
+            raise ClassicError(400, "exactly 1 file required")
+        options = ConversionOptionsInputSerializer(data=request.data)
+        options.is_valid(raise_exception=True)
+        conversion = conversion_create(owner=user, upload=files[0], options=options.to_options())
+        return text(f"success! fid={conversion.id}", Location=f"/api/conversions/{conversion.id}/")
+
+
+class ClassicDownloadView(ClassicView):
+    @extend_schema(
+        tags=["classic"],
+        summary="Download a finished MP3 by its file id.",
+        parameters=[OpenApiParameter("fid", str, required=True, description="The id from /upload or the email.")],
+        responses={(200, "audio/mpeg"): OpenApiResponse(description="The MP3.")},
+    )
+    def get(self, request):
+        user = self.bearer_user(request)
+        fid = request.query_params.get("fid", "").strip()
+        if not fid:
+            raise ClassicError(400, "fid is required")
+        conversion = conversion_get(user=user, conversion_id=fid)
+        if conversion is None:
+            raise Http404
+        return mp3_download(request, conversion)

@@ -1,0 +1,63 @@
+"""A conversion job: one uploaded source, at most one MP3, and the state of the work in between."""
+
+import uuid
+from pathlib import PurePath
+
+from django.conf import settings
+from django.db import models
+
+
+def source_upload_to(instance: "Conversion", filename: str) -> str:
+    # Stored names never contain the user's file name: it is kept in `original_filename` only.
+    return f"sources/{instance.id}"
+
+
+def mp3_upload_to(instance: "Conversion", filename: str) -> str:
+    return f"mp3/{instance.id}.mp3"
+
+
+class Conversion(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        DONE = "done"
+        FAILED = "failed"
+
+    class ErrorCode(models.TextChoices):
+        NO_AUDIO_STREAM = "no_audio_stream"
+        UNSUPPORTED_MEDIA = "unsupported_media"
+        CORRUPT_MEDIA = "corrupt_media"
+        TIMEOUT = "timeout"
+        INTERNAL_ERROR = "internal_error"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversions")
+    original_filename = models.CharField(max_length=255)
+    source = models.FileField(upload_to=source_upload_to, max_length=255, blank=True)
+    source_size = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error_code = models.CharField(max_length=32, choices=ErrorCode.choices, blank=True)
+    error_message = models.TextField(blank=True)
+    # ffmpeg's own words, for operators only (shown in the admin, never by the API).
+    error_detail = models.TextField(blank=True)
+    mp3 = models.FileField(upload_to=mp3_upload_to, max_length=255, blank=True)
+    mp3_size = models.BigIntegerField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="conversion_owner_created")]
+
+    def __str__(self) -> str:
+        return f"{self.original_filename} ({self.status})"
+
+    @property
+    def mp3_filename(self) -> str:
+        """The download name: the original name's stem with .mp3."""
+        stem = PurePath(self.original_filename.replace("\\", "/")).stem or "audio"
+        return f"{stem}.mp3"

@@ -1,0 +1,35 @@
+"""Upload handling: stream every upload to a temporary file and stop as soon as it passes MAX_UPLOAD_MB."""
+
+from django.conf import settings
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
+
+
+class UploadTooLarge(Exception):
+    """Raised while the body is still streaming, so an oversized upload is never stored whole."""
+
+    def __init__(self, limit_bytes: int):
+        super().__init__(f"The file is larger than the {limit_bytes // (1024 * 1024)} MB limit.")
+        self.limit_bytes = limit_bytes
+
+
+def max_upload_bytes() -> int:
+    return settings.MAX_UPLOAD_MB * 1024 * 1024
+
+
+class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
+    """Django's temp-file handler with a byte limit checked on the declared length and on every chunk."""
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        # A declared body past the limit is refused before a single byte is read. The multipart overhead is small
+        # next to the limit, so allow one extra MB for it.
+        if content_length and content_length > max_upload_bytes() + 1024 * 1024:
+            raise UploadTooLarge(max_upload_bytes())
+        self.received = 0
+        return None
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received = getattr(self, "received", 0) + len(raw_data)
+        if self.received > max_upload_bytes():
+            self.file.close()  # a NamedTemporaryFile: closing deletes it
+            raise UploadTooLarge(max_upload_bytes())
+        return super().receive_data_chunk(raw_data, start)

@@ -1,0 +1,110 @@
+"""The native REST API for conversions. Every view is scoped to the signed-in owner."""
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .http import file_download_response
+from .models import Conversion
+from .selectors import conversion_get, conversion_list
+from .serializers import ConversionCreateInputSerializer, ConversionOutputSerializer
+from .services import conversion_create, conversion_delete
+
+
+class NotReady(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_ready"
+
+
+def get_owned_or_404(request, conversion_id) -> Conversion:
+    conversion = conversion_get(user=request.user, conversion_id=conversion_id)
+    if conversion is None:
+        raise Http404("No conversion with this id.")
+    return conversion
+
+
+def mp3_download(request, conversion: Conversion):
+    """The finished MP3 as a streamed, range-capable download; 409 while the job is not done."""
+    if conversion.status != Conversion.Status.DONE or not conversion.mp3:
+        raise NotReady(f"The MP3 is not ready: the conversion is {conversion.status}.")
+    return file_download_response(
+        request,
+        file=conversion.mp3.open("rb"),
+        size=conversion.mp3_size,
+        etag=f"{conversion.id.hex}-{int(conversion.finished_at.timestamp() * 1000)}",
+        filename=conversion.mp3_filename,
+    )
+
+
+class ConversionListCreateView(GenericAPIView):
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = ConversionOutputSerializer
+
+    def get_queryset(self):
+        return conversion_list(user=self.request.user)
+
+    @extend_schema(responses=ConversionOutputSerializer(many=True))
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ConversionOutputSerializer(page, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        request=ConversionCreateInputSerializer,
+        responses={
+            202: ConversionOutputSerializer,
+            413: OpenApiResponse(description="The file is larger than MAX_UPLOAD_MB."),
+            415: OpenApiResponse(description="Not a media file this service can read (code unsupported_media)."),
+            422: OpenApiResponse(description="The file has no audio stream (code no_audio_stream)."),
+            503: OpenApiResponse(description="The queue is unavailable; nothing was stored."),
+        },
+    )
+    def post(self, request):
+        serializer = ConversionCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conversion = conversion_create(
+            owner=request.user, upload=serializer.validated_data["file"], options=serializer.to_options()
+        )
+        headers = {"Location": f"/api/conversions/{conversion.id}/"}
+        data = ConversionOutputSerializer(conversion, context={"request": request}).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class ConversionDetailView(APIView):
+    @extend_schema(responses=ConversionOutputSerializer)
+    def get(self, request, conversion_id):
+        conversion = get_owned_or_404(request, conversion_id)
+        return Response(ConversionOutputSerializer(conversion, context={"request": request}).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, conversion_id):
+        conversion_delete(conversion=get_owned_or_404(request, conversion_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class IgnoreAcceptHeader(BaseContentNegotiation):
+    """A download answers with the file whatever the client's Accept header says; errors fall back to JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class ConversionDownloadView(APIView):
+    content_negotiation_class = IgnoreAcceptHeader
+
+    @extend_schema(
+        responses={
+            (200, "audio/mpeg"): OpenApiResponse(description="The MP3 (206 for a Range request)."),
+            409: OpenApiResponse(description="The conversion is not done yet."),
+        }
+    )
+    def get(self, request, conversion_id):
+        return mp3_download(request, get_owned_or_404(request, conversion_id))

@@ -1,0 +1,36 @@
+"""API-wide error handling: domain exceptions become 4xx/5xx answers with a code and a message people understand."""
+
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from conversions.engine import MediaError, NoAudioStream
+from conversions.services import QueueUnavailable
+from conversions.uploads import UploadTooLarge
+
+
+def error_status(exc: Exception) -> int | None:
+    """The HTTP status for a domain exception, or None if it is not one."""
+    if isinstance(exc, UploadTooLarge):
+        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    if isinstance(exc, NoAudioStream):
+        return status.HTTP_422_UNPROCESSABLE_ENTITY
+    if isinstance(exc, MediaError):
+        return status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    if isinstance(exc, QueueUnavailable):
+        return status.HTTP_503_SERVICE_UNAVAILABLE
+    return None
+
+
+def error_code(exc: Exception) -> str:
+    if isinstance(exc, MediaError):
+        return exc.code
+    return {UploadTooLarge: "file_too_large", QueueUnavailable: "queue_unavailable"}.get(type(exc), "error")
+
+
+def exception_handler(exc, context):
+    code = error_status(exc)
+    if code is not None:
+        headers = {"Retry-After": "30"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+        return Response({"code": error_code(exc), "detail": str(exc)}, status=code, headers=headers)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,61 @@
+"""The Celery app shared by the web process (which only publishes) and both worker roles."""
+
+import os
+import time
+from pathlib import Path
+
+from celery import Celery, bootsteps
+from celery.signals import worker_ready, worker_shutdown
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mp3converter.settings")
+
+app = Celery("mp3converter")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def _setting(name: str) -> str:
+    return getattr(app.conf, name.lower(), "") or ""
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Touches a file on every consumer timer tick so a liveness probe can tell a hung worker from a busy one."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        self.path = Path(_setting("worker_heartbeat_file")) if _setting("worker_heartbeat_file") else None
+        self.tref = None
+
+    def start(self, worker):
+        if self.path is not None:
+            self.tref = worker.timer.call_repeatedly(10.0, self._beat, priority=10)
+            self._beat()
+
+    def stop(self, worker):
+        if self.tref is not None:
+            self.tref.cancel()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def _beat(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(str(time.time()))
+
+
+app.steps["worker"].add(HeartbeatStep)
+
+
+@worker_ready.connect
+def _write_ready_file(**kwargs):
+    # The ready file appears once the worker consumes from its queues (readiness probe, test fixtures).
+    if _setting("worker_ready_file"):
+        path = Path(_setting("worker_ready_file"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(os.getpid()))
+
+
+@worker_shutdown.connect
+def _remove_ready_file(**kwargs):
+    if _setting("worker_ready_file"):
+        Path(_setting("worker_ready_file")).unlink(missing_ok=True)

@@ -1,0 +1,61 @@
+"""Celery settings (read by mp3converter/celery.py through the CELERY_ namespace).
+
+Each setting says why; the references are sections of the Celery 5 docs ("Configuration and defaults", "Tasks").
+"""
+
+from .base import CONVERSION_HARD_TIME_LIMIT, CONVERSION_SOFT_TIME_LIMIT
+from .env import VAR_DIR, env
+
+# With no broker configured, a folder-based transport lets a laptop run every process without a server.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed", "control"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Publisher confirms: apply_async returns only once RabbitMQ has taken the message ("broker_transport_options").
+        "confirm_publish": True,
+    }
+# Retry the first connection instead of crashing a worker that starts before RabbitMQ (broker_connection_retry_on_startup).
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The job row is the state; nobody reads Celery results (task_ignore_result).
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+# JSON only: a pickle payload from a compromised producer could run code in the worker (task_serializer, accept_content).
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Ack after the task finishes so a worker killed mid-conversion hands the job back (task_acks_late).
+CELERY_TASK_ACKS_LATE = True
+# ...and a worker process that dies (OOM, kill -9) also requeues instead of acking (task_reject_on_worker_lost).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Conversions are long: a worker reserves one message at a time so others can take the rest (worker_prefetch_multiplier).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Time limits stop a stuck ffmpeg; the soft one lets the task record "timeout" first (task_soft_time_limit).
+CELERY_TASK_SOFT_TIME_LIMIT = CONVERSION_SOFT_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = CONVERSION_HARD_TIME_LIMIT
+# Task events feed Flower (worker_send_task_events, task_send_sent_event).
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+# Unknown task names are an error, not a silent default queue (task_create_missing_queues).
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_DEFAULT_QUEUE = "convert"
+# One queue per step, each served by its own worker deployment (task_routes).
+CELERY_TASK_ROUTES = {
+    "conversions.tasks.convert_video_task": {"queue": "convert"},
+    "conversions.tasks.notify_owner_task": {"queue": "notify"},
+}
+# Messages survive a broker restart (task_default_delivery_mode).
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+# A worker restarts its pool child after this many tasks to bound memory growth (worker_max_tasks_per_child).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=50)
+# Readiness and liveness files for Kubernetes probes, kept by a worker bootstep (see mp3converter/celery.py).
+CELERY_WORKER_READY_FILE = env.str("CELERY_WORKER_READY_FILE", default="")
+CELERY_WORKER_HEARTBEAT_FILE = env.str("CELERY_WORKER_HEARTBEAT_FILE", default="")
