@@ -149,6 +149,10 @@ def _channels(details: str) -> int | None:
     return None
 
 
+def _is_still_or_text(format_name: str) -> bool:
+    return format_name in ("image2", "tty", "webp_pipe") or format_name.endswith("_pipe")
+
+
 def parse_probe_output(stderr: str) -> MediaInfo:
     """Read what `ffmpeg -i` prints about its input (this build has no ffprobe)."""
     header = _INPUT_RE.search(stderr)
@@ -173,7 +177,8 @@ def parse_probe_output(stderr: str) -> MediaInfo:
             )
         elif stream["kind"] == "Video" and "(attached pic)" not in rest:
             has_video = True
-    if not audio and not has_video:
+    if not audio and (not has_video or _is_still_or_text(header["format"])):
+        # ffmpeg opens images (png_pipe, image2) and even long text files (tty, as ANSI art) as "video".
         raise UnsupportedMedia(detail=stderr[-4000:])
     return MediaInfo(format_name=header["format"], duration=duration, audio_streams=tuple(audio), has_video=has_video)
 

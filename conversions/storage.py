@@ -33,7 +33,7 @@ from django.core.files import File
 from django.core.files.storage import Storage
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
-from gridfs import DEFAULT_CHUNK_SIZE, GridFSBucket, GridOut
+from gridfs import DEFAULT_CHUNK_SIZE, GridFSBucket, GridIn, GridOut
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -92,11 +92,14 @@ def get_client(
         client = _clients.get(key)
         if client is None:
             # connect=False: no I/O until the first operation, so importing
-            # or constructing a storage never blocks on MongoDB.
+            # or constructing a storage never blocks on MongoDB. Short
+            # selection/connect timeouts make an unreachable server fail a
+            # request (or readiness probe) quickly instead of hanging 30 s.
             client = client_factory(
                 uri,
                 connect=False,
                 serverSelectionTimeoutMS=server_selection_timeout_ms,
+                connectTimeoutMS=server_selection_timeout_ms,
             )
             _clients[key] = client
     return client
@@ -219,8 +222,9 @@ class GridFSStorage(Storage):
         """Readiness check: True if the MongoDB server answers a ping."""
         try:
             self.client.admin.command("ping")
-        except PyMongoError:
-            logger.warning("MongoDB ping failed", exc_info=True)
+        except PyMongoError as exc:
+            # Probes run every few seconds: one line, not a traceback.
+            logger.warning("MongoDB ping failed: %s", exc)
             return False
         return True
 
@@ -246,11 +250,10 @@ class GridFSStorage(Storage):
         content_type = mimetypes.guess_type(name)[0]
         metadata = {"contentType": content_type} if content_type else None
 
-        self._delete_versions(previous_version_ids)
         grid_in = self.bucket.open_upload_stream(name, metadata=metadata)
         try:
-            # Feed GridFS chunk-sized pieces: memory stays bounded by
-            # pymongo's insert batch instead of the file size.
+            # Feed GridFS chunk-sized pieces so memory is bounded by pymongo's
+            # insert batch (at most ~48 MB of chunks), not by the file size.
             for chunk in content.chunks(chunk_size=self.chunk_size_bytes):
                 if isinstance(chunk, str):
                     chunk = chunk.encode()
@@ -359,7 +362,7 @@ class GridFSStorage(Storage):
         self.files_collection.delete_many({"_id": {"$in": file_ids}})
         self.chunks_collection.delete_many({"files_id": {"$in": file_ids}})
 
-    def _abort_upload(self, grid_in: Any) -> None:
+    def _abort_upload(self, grid_in: GridIn) -> None:
         # Never let a failing cleanup (e.g. the server went away) mask the
         # error that made us abort in the first place.
         try:

@@ -3,6 +3,8 @@
 Each setting says why; the references are sections of the Celery 5 docs ("Configuration and defaults", "Tasks").
 """
 
+from kombu import Queue
+
 from .base import CONVERSION_HARD_TIME_LIMIT, CONVERSION_SOFT_TIME_LIMIT
 from .env import VAR_DIR, env
 
@@ -47,6 +49,8 @@ CELERY_TASK_SEND_SENT_EVENT = True
 # Unknown task names are an error, not a silent default queue (task_create_missing_queues).
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_DEFAULT_QUEUE = "convert"
+# Durable queues declared up front, so publishing never depends on a worker having declared them first.
+CELERY_TASK_QUEUES = (Queue("convert", routing_key="convert"), Queue("notify", routing_key="notify"))
 # One queue per step, each served by its own worker deployment (task_routes).
 CELERY_TASK_ROUTES = {
     "conversions.tasks.convert_video_task": {"queue": "convert"},
