@@ -1,4 +1,5 @@
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from .models import User
@@ -14,7 +15,12 @@ class RegisterInputSerializer(serializers.Serializer):
         return value.lower()
 
     def validate(self, attrs):
-        validate_password(attrs["password"], user=User(email=attrs["email"]))
+        # Checked here rather than in validate_password() so the similarity check can see the email; the messages
+        # still belong to the password field.
+        try:
+            validate_password(attrs["password"], user=User(email=attrs["email"]))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": list(exc.messages)}) from exc
         return attrs
 
 

@@ -19,3 +19,14 @@ class UserFactory(factory.django.DjangoModelFactory):
     def saved(obj, create, extracted, **kwargs):
         if create:
             obj.save()
+
+
+class ConversionFactory(factory.django.DjangoModelFactory):
+    """A job row without files: enough for listings, the admin and notifications."""
+
+    class Meta:
+        model = "conversions.Conversion"
+
+    owner = factory.SubFactory(UserFactory)
+    original_filename = factory.Sequence(lambda n: f"clip{n}.mp4")
+    source_size = 1024

@@ -3,13 +3,13 @@
 Each setting says why; the references are sections of the Celery 5 docs ("Configuration and defaults", "Tasks").
 """
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from .base import CONVERSION_HARD_TIME_LIMIT, CONVERSION_SOFT_TIME_LIMIT
 from .env import VAR_DIR, env
 
 # With no broker configured, a folder-based transport lets a laptop run every process without a server.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
@@ -50,7 +50,13 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_DEFAULT_QUEUE = "convert"
 # Durable queues declared up front, so publishing never depends on a worker having declared them first.
-CELERY_TASK_QUEUES = (Queue("convert", routing_key="convert"), Queue("notify", routing_key="notify"))
+_exchange = Exchange("mp3converter", type="direct")
+CELERY_TASK_QUEUES = (
+    Queue("convert", _exchange, routing_key="convert"),
+    Queue("notify", _exchange, routing_key="notify"),
+)
+CELERY_TASK_DEFAULT_EXCHANGE = "mp3converter"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "convert"
 # One queue per step, each served by its own worker deployment (task_routes).
 CELERY_TASK_ROUTES = {
     "conversions.tasks.convert_video_task": {"queue": "convert"},

@@ -1,0 +1,109 @@
+"""The settings package: production passes `check --deploy`, secrets are required, EMAIL_URL is parsed.
+
+Each subprocess gets a clean environment (not the suite's), so it sees what a real deployment would.
+"""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from mp3converter.settings import base
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def production_env(tmp_path, **overrides) -> dict[str, str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "mp3converter.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "mp3converter.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+        **overrides,
+    }
+    return {key: value for key, value in env.items() if value is not None}
+
+
+def run(args, env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def settings_in(env, *names) -> dict:
+    code = (
+        "import django, json; django.setup(); from django.conf import settings; "
+        f"print(json.dumps({{name: getattr(settings, name) for name in {list(names)!r}}}, default=str))"
+    )
+    result = run(["-c", code], env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_production_settings_pass_the_deploy_check(tmp_path):
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], production_env(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stderr + result.stdout
+
+
+def test_local_debug_run_needs_no_configuration(tmp_path):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DJANGO_DEBUG": "true"}
+    result = run(["manage.py", "check"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_without_a_secret_key_fails_clearly(tmp_path):
+    result = run(["-c", "import mp3converter.settings"], production_env(tmp_path, DJANGO_SECRET_KEY=""))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off." in result.stderr
+
+
+def test_debug_without_a_secret_key_keeps_a_private_generated_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    monkeypatch.setattr(base, "VAR_DIR", tmp_path / "var")
+    monkeypatch.setattr(base, "DEBUG", True)
+    key = base._secret_key()
+    assert len(key) >= 50
+    assert base._secret_key() == key
+    key_file = tmp_path / "var" / "secret_key"
+    assert key_file.read_text().strip() == key
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_secret_key_is_required_when_debug_is_off(monkeypatch):
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    monkeypatch.setattr(base, "DEBUG", False)
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_SECRET_KEY"):
+        base._secret_key()
+
+
+EMAIL_SETTINGS = ("EMAIL_BACKEND", "EMAIL_FILE_PATH", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER",
+                  "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS", "EMAIL_USE_SSL")
+
+
+def test_mail_goes_to_files_in_var_by_default(tmp_path):
+    email = settings_in(production_env(tmp_path), *EMAIL_SETTINGS)
+    assert email["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend"
+    assert email["EMAIL_FILE_PATH"] == str(ROOT / "var" / "mail")
+
+
+def test_smtp_with_starttls_from_email_url(tmp_path):
+    env = production_env(tmp_path, EMAIL_URL="smtp+tls://mailer:s3cret@smtp.example.com:587")
+    assert settings_in(env, *EMAIL_SETTINGS) == {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_FILE_PATH": str(ROOT / "var" / "mail"),
+        "EMAIL_HOST": "smtp.example.com",
+        "EMAIL_PORT": 587,
+        "EMAIL_HOST_USER": "mailer",
+        "EMAIL_HOST_PASSWORD": "s3cret",
+        "EMAIL_USE_TLS": True,
+        "EMAIL_USE_SSL": False,
+    }
