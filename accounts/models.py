@@ -44,3 +44,8 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self):
+        super().clean()
+        # Forms (the admin's included) store the address lower-cased too, so uniqueness and sign-in ignore case.
+        self.email = self.email.lower()

@@ -1,0 +1,51 @@
+"""Liveness and readiness probes against the real MariaDB, RabbitMQ and media folder."""
+
+import socket
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens once the socket closes
+
+
+@pytest.fixture
+def client():
+    return Client()
+
+
+def test_healthz_answers_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_ok_when_everything_answers(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "storage": "ok"}}
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_readyz_is_503_when_the_broker_is_down(client, monkeypatch):
+    # Celery reads CELERY_BROKER_URL from the environment before its own configuration (Settings.broker_url).
+    monkeypatch.setenv("CELERY_BROKER_URL", f"amqp://guest:guest@127.0.0.1:{closed_port()}//")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["broker"].startswith("unavailable")
+    assert body["checks"]["database"] == "ok"
+
+
+def test_readyz_is_503_when_storage_is_not_writable(client, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "missing")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["storage"] == "unavailable: PermissionError"
+    assert response.json()["checks"]["broker"] == "ok"
