@@ -71,7 +71,8 @@ class ClassicView(APIView):
         if isinstance(exc, NotReady):
             return text(str(exc.detail), exc.status_code)
         if isinstance(exc, exceptions.Throttled):
-            return text(f"too many attempts, try again in {exc.wait or 60:.0f} seconds", 429)
+            wait = f"{exc.wait or 60:.0f}"
+            return text(f"too many attempts, try again in {wait} seconds", 429, **{"Retry-After": wait})
         if isinstance(exc, exceptions.ValidationError):
             return text(PlainTextRenderer().render(exc.detail).decode(), status.HTTP_400_BAD_REQUEST)
         return super().handle_exception(exc)

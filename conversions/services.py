@@ -41,7 +41,9 @@ def clean_filename(name: str) -> str:
     """A display name that is safe to store and echo back: no directories, no control characters, at most 255."""
     name = unicodedata.normalize("NFC", name or "")
     name = PurePath(name.replace("\\", "/")).name
-    name = re.sub(r"[\x00-\x1f\x7f]", " ", name).strip() or "upload"
+    name = re.sub(r"[\x00-\x1f\x7f]", " ", name).strip()
+    if name in ("", ".", ".."):
+        name = "upload"
     if len(name) > 255:
         suffix = PurePath(name).suffix[:16]
         name = name[: 255 - len(suffix)] + suffix

@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError, PyMongoError)
 CONVERT_MAX_RETRIES = 5
 NOTIFY_MAX_RETRIES = 10
+INTERNAL_ERROR_MESSAGE = "The conversion failed because of a problem on our side. Please try again later."
 
 
 @shared_task(bind=True, max_retries=CONVERT_MAX_RETRIES)
@@ -31,12 +32,19 @@ def convert_video_task(self, conversion_id: str) -> None:
             conversion_mark_failed(
                 conversion_id=conversion_id,
                 code="internal_error",
-                message="The conversion failed because of a problem on our side. Please try again later.",
+                message=INTERNAL_ERROR_MESSAGE,
                 detail=repr(exc),
             )
             return
         # Exponential backoff with a cap: 10 s, 20 s, 40 s, ... at most 5 minutes.
         raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
+    except Exception as exc:
+        # A bug rather than bad media or a flaky service: fail the job (the owner is told and it can be retried)
+        # instead of leaving it "processing" forever.
+        logger.exception("conversion %s: unexpected error", conversion_id)
+        conversion_mark_failed(
+            conversion_id=conversion_id, code="internal_error", message=INTERNAL_ERROR_MESSAGE, detail=repr(exc)
+        )
 
 
 @shared_task(

@@ -1,0 +1,142 @@
+"""The Celery task wrappers, run in-process with Task.apply() (local execution; retries are re-applied locally)."""
+
+import pytest
+from celery import states
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import OperationalError
+
+from conversions import engine, services
+from conversions.models import Conversion
+from conversions.tasks import CONVERT_MAX_RETRIES, convert_video_task
+
+Status = Conversion.Status
+
+
+@pytest.fixture
+def job(user, media):
+    """A queued job with a real stored source."""
+    made = []
+
+    def make(spec="mp4_aac"):
+        conversion = Conversion(owner=user, original_filename="clip.mp4", options={"vbr_quality": 2})
+        with media(spec, duration=6.0).open("rb") as source:
+            conversion.source.save("ignored", File(source), save=False)
+        conversion.save()
+        made.append(conversion)
+        return conversion
+
+    yield make
+    for conversion in made:
+        default_storage.delete(conversion.source.name)
+        default_storage.delete(f"mp3/{conversion.id}.mp3")
+
+
+@pytest.fixture
+def attempts(monkeypatch):
+    """Replace the service with `behaviour`; record each attempt's retry count and the job's status at that point."""
+    seen: list[tuple[int, str]] = []
+
+    def install(behaviour):
+        def service(*, conversion_id):
+            seen.append((convert_video_task.request.retries, Conversion.objects.get(pk=conversion_id).status))
+            return behaviour(conversion_id=conversion_id, attempt=len(seen))
+
+        monkeypatch.setattr(services, "conversion_convert", service)
+        return seen
+
+    return install
+
+
+def test_transient_error_is_retried_and_the_retry_converts(db, job, attempts):
+    conversion = job("mp4_aac")
+    real_convert = services.conversion_convert
+
+    def flaky(*, conversion_id, attempt):
+        if attempt == 1:
+            raise OSError(5, "storage hiccup")
+        return real_convert(conversion_id=conversion_id)
+
+    seen = attempts(flaky)
+    result = convert_video_task.apply(args=[str(conversion.id)])
+    assert result.state == states.SUCCESS
+    assert seen == [(0, Status.QUEUED), (1, Status.QUEUED)]  # a second delivery, with request.retries = 1
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert row.status == Status.DONE
+    assert row.mp3.name == f"mp3/{conversion.id}.mp3"
+
+
+@pytest.mark.parametrize("error", [OSError("disk gone"), OperationalError("server has gone away")])
+def test_transient_errors_fail_the_job_after_max_retries(db, job, attempts, error):
+    conversion = job("mp4_aac")
+
+    def always_fails(*, conversion_id, attempt):
+        Conversion.objects.filter(pk=conversion_id).update(status=Status.PROCESSING)  # as the real claim does
+        raise error
+
+    seen = attempts(always_fails)
+    result = convert_video_task.apply(args=[str(conversion.id)])
+    assert result.state == states.SUCCESS
+    assert [retries for retries, _ in seen] == list(range(CONVERT_MAX_RETRIES + 1))
+    # The job stayed in progress through every retry and failed only after the last one.
+    assert [status for _, status in seen] == [Status.QUEUED] + [Status.PROCESSING] * CONVERT_MAX_RETRIES
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert row.status == Status.FAILED
+    assert row.error_code == "internal_error"
+    assert "our side" in row.error_message
+    assert type(error).__name__ in row.error_detail
+
+
+def test_soft_time_limit_fails_the_job_with_timeout(db, job, attempts):
+    conversion = job("mp4_aac")
+
+    def too_slow(*, conversion_id, attempt):
+        Conversion.objects.filter(pk=conversion_id).update(status=Status.PROCESSING)
+        raise SoftTimeLimitExceeded()
+
+    seen = attempts(too_slow)
+    result = convert_video_task.apply(args=[str(conversion.id)])
+    assert result.state == states.SUCCESS
+    assert len(seen) == 1  # not retried
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert row.status == Status.FAILED
+    assert row.error_code == "timeout"
+    assert row.error_message == engine.ConversionTimeout.message
+
+
+def test_media_error_fails_the_job_without_retrying(db, job, attempts):
+    conversion = job("truncated_faststart_mp4")
+    real_convert = services.conversion_convert
+    seen = attempts(lambda *, conversion_id, attempt: real_convert(conversion_id=conversion_id))
+    result = convert_video_task.apply(args=[str(conversion.id)])
+    assert result.state == states.SUCCESS
+    assert len(seen) == 1
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert row.status == Status.FAILED
+    assert row.error_code == "corrupt_media"
+    assert not row.mp3
+
+
+def test_task_for_a_deleted_job_does_nothing(db, job):
+    conversion = job("mp4_aac")
+    Conversion.objects.filter(pk=conversion.pk).delete()
+    result = convert_video_task.apply(args=[str(conversion.id)])
+    assert result.state == states.SUCCESS
+    assert not default_storage.exists(f"mp3/{conversion.id}.mp3")
+
+
+def test_unexpected_error_fails_the_job_instead_of_leaving_it_processing(db, job, attempts):
+    conversion = job("mp4_aac")
+
+    def bug(*, conversion_id, attempt):
+        Conversion.objects.filter(pk=conversion_id).update(status=Status.PROCESSING)
+        raise ValueError("a bug, not bad media")
+
+    seen = attempts(bug)
+    convert_video_task.apply(args=[str(conversion.id)])
+    assert len(seen) == 1  # a bug is not retried
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert row.status == Status.FAILED  # so the owner is told, and conversion_retry can requeue it
+    assert row.error_code == "internal_error"
+    assert "ValueError" in row.error_detail
