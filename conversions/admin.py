@@ -1,24 +1,24 @@
 from django.contrib import admin, messages
 
 from .models import Conversion
-from .services import conversion_resend_notification, conversion_retry
+from .services import conversion_cancel, conversion_resend_notification, conversion_retry
 
 
 @admin.register(Conversion)
 class ConversionAdmin(admin.ModelAdmin):
-    list_display = ["original_filename", "owner", "status", "error_code", "duration_seconds", "mp3_size", "created_at"]
+    list_display = ["original_filename", "owner", "status", "progress", "error_code", "duration_seconds", "mp3_size", "created_at"]
     list_filter = ["status", "error_code", "created_at", ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["original_filename", "owner__email", "=id"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
-    actions = ["retry_failed", "resend_email"]
+    actions = ["retry_failed", "cancel", "resend_email"]
     readonly_fields = [
-        "id", "owner", "original_filename", "source", "source_size", "status", "error_code", "error_message",
+        "id", "owner", "original_filename", "source", "source_size", "status", "progress", "attempt", "error_code", "error_message",
         "error_detail", "mp3", "mp3_size", "duration_seconds", "options", "created_at", "started_at", "finished_at",
         "notified_at",
     ]
     fieldsets = (
-        (None, {"fields": ("id", "owner", "original_filename", "status", "options")}),
+        (None, {"fields": ("id", "owner", "original_filename", "status", "progress", "attempt", "options")}),
         ("Files", {"fields": ("source", "source_size", "mp3", "mp3_size", "duration_seconds")}),
         ("Failure", {"fields": ("error_code", "error_message", "error_detail")}),
         ("Timeline", {"fields": ("created_at", "started_at", "finished_at", "notified_at")}),
@@ -27,12 +27,19 @@ class ConversionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # jobs are created by uploads only
 
-    @admin.action(description="Retry selected failed conversions")
+    @admin.action(description="Retry selected failed or cancelled conversions")
     def retry_failed(self, request, queryset):
         retried = sum(conversion_retry(conversion=conversion) for conversion in queryset)
         skipped = queryset.count() - retried
-        self.message_user(request, f"{retried} conversion(s) queued again; {skipped} skipped (not failed).",
+        self.message_user(request, f"{retried} conversion(s) queued again; {skipped} skipped (not failed or cancelled).",
                           messages.SUCCESS if retried else messages.WARNING)
+
+    @admin.action(description="Cancel selected queued or running conversions")
+    def cancel(self, request, queryset):
+        cancelled = sum(conversion_cancel(conversion=conversion) for conversion in list(queryset))
+        skipped = len(queryset) - cancelled
+        self.message_user(request, f"{cancelled} conversion(s) cancelled; {skipped} skipped (already finished).",
+                          messages.SUCCESS if cancelled else messages.WARNING)
 
     @admin.action(description="Resend the notification email")
     def resend_email(self, request, queryset):

@@ -22,12 +22,15 @@ class Conversion(models.Model):
         PROCESSING = "processing"
         DONE = "done"
         FAILED = "failed"
+        CANCELLED = "cancelled"
 
     class ErrorCode(models.TextChoices):
         NO_AUDIO_STREAM = "no_audio_stream"
         UNSUPPORTED_MEDIA = "unsupported_media"
         CORRUPT_MEDIA = "corrupt_media"
+        TRIM_OUT_OF_RANGE = "trim_out_of_range"
         TIMEOUT = "timeout"
+        CANCELLED = "cancelled"
         INTERNAL_ERROR = "internal_error"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -36,6 +39,10 @@ class Conversion(models.Model):
     source = models.FileField(upload_to=source_upload_to, max_length=255, blank=True)
     source_size = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # Bumped by every retry; messages carry it, so a stale message from an earlier attempt changes nothing.
+    attempt = models.PositiveIntegerField(default=1)
+    # 0-100, from ffmpeg's progress output; written at most about once a second.
+    progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=32, choices=ErrorCode.choices, blank=True)
     error_message = models.TextField(blank=True)
     # ffmpeg's own words, for operators only (shown in the admin, never by the API).
@@ -48,6 +55,10 @@ class Conversion(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+
+    # Where a job may go from each state: the services only move a job along these edges.
+    CANCELLABLE = (Status.QUEUED, Status.PROCESSING)
+    RETRYABLE = (Status.FAILED, Status.CANCELLED)
 
     class Meta:
         ordering = ["-created_at"]

@@ -9,11 +9,32 @@ from .models import Conversion
 
 
 class ConversionOptionsInputSerializer(serializers.Serializer):
+    """The output options, shared by the native upload and the classic /upload (as form fields)."""
+
     bitrate_kbps = serializers.ChoiceField(
         choices=engine.CBR_BITRATES_KBPS, required=False, help_text="Constant bitrate in kbit/s."
     )
     vbr_quality = serializers.IntegerField(
-        min_value=0, max_value=9, required=False, help_text="LAME VBR quality, 0 (best) to 9 (smallest). Default 2."
+        min_value=0, max_value=9, required=False,
+        help_text="LAME VBR quality, 0 (best, largest) to 9 (smallest). The default when no bitrate is given: 2.",
+    )
+    sample_rate = serializers.ChoiceField(
+        choices=engine.MP3_SAMPLE_RATES, required=False,
+        help_text="Output sample rate in Hz. Default: the source's when MP3 allows it.",
+    )
+    channels = serializers.ChoiceField(choices=(1, 2), required=False, help_text="1 (mono) or 2 (stereo).")
+    trim_start = serializers.FloatField(min_value=0, required=False, help_text="Start at this many seconds.")
+    trim_end = serializers.FloatField(min_value=0, required=False, help_text="End at this many seconds.")
+    normalize = serializers.BooleanField(required=False, help_text="EBU R128 loudness normalisation.")
+    title = serializers.CharField(
+        max_length=engine.TAG_MAX_LENGTH, required=False, help_text="ID3 title. Default: the file name's stem."
+    )
+    artist = serializers.CharField(max_length=engine.TAG_MAX_LENGTH, required=False, help_text="ID3 artist.")
+    album = serializers.CharField(max_length=engine.TAG_MAX_LENGTH, required=False, help_text="ID3 album.")
+    cover = serializers.BooleanField(required=False, help_text="Embed a frame of the video as cover art.")
+    audio_track = serializers.IntegerField(
+        min_value=0, required=False,
+        help_text="Which audio track to convert, counting from 0. Default: the track marked default, else the first.",
     )
 
     def validate(self, attrs):
@@ -21,18 +42,18 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"vbr_quality": "Choose either bitrate_kbps (constant bitrate) or vbr_quality, not both."}
             )
+        start, end = attrs.get("trim_start"), attrs.get("trim_end")
+        if end is not None and end <= (start or 0):
+            raise serializers.ValidationError({"trim_end": "trim_end must be later than trim_start."})
         return attrs
 
     def to_options(self) -> engine.OutputOptions:
-        return engine.OutputOptions(**self.validated_data)
+        names = self.fields.keys() - {"file"}
+        return engine.OutputOptions(**{name: self.validated_data[name] for name in names if name in self.validated_data})
 
 
 class ConversionCreateInputSerializer(ConversionOptionsInputSerializer):
     file = serializers.FileField(help_text="The video (or audio) file to convert.")
-
-    def to_options(self) -> engine.OutputOptions:
-        values = {key: value for key, value in self.validated_data.items() if key != "file"}
-        return engine.OutputOptions(**values)
 
 
 class ConversionErrorSerializer(serializers.Serializer):
@@ -49,6 +70,7 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "status",
+            "progress",
             "original_filename",
             "source_size",
             "options",

@@ -10,8 +10,10 @@ import logging
 import re
 import shutil
 import tempfile
+import time
 import unicodedata
 import uuid
+from dataclasses import replace
 from pathlib import Path, PurePath
 
 from celery import chain
@@ -21,6 +23,7 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -55,10 +58,14 @@ def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOpti
     info = engine.probe(upload.temporary_file_path(), timeout=settings.PROBE_TIMEOUT)
     if not info.has_audio:
         raise engine.NoAudioStream()
+    options.check_against(info)
+    original_filename = clean_filename(upload.name)
+    if options.title is None:
+        options = replace(options, title=PurePath(original_filename).stem[: engine.TAG_MAX_LENGTH] or None)
     conversion = Conversion(
         id=uuid.uuid4(),
         owner=owner,
-        original_filename=clean_filename(upload.name),
+        original_filename=original_filename,
         source_size=upload.size,
         options=options.as_dict(),
     )
@@ -66,7 +73,7 @@ def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOpti
     try:
         with transaction.atomic():
             conversion.save(force_insert=True)
-            transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.id))
+            transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.id, attempt=conversion.attempt))
     except BrokerError as exc:
         # The row committed but the broker refused the job: undo both so nothing is left half-made.
         _discard(conversion)
@@ -83,57 +90,101 @@ def _discard(conversion: Conversion) -> None:
         conversion.source.delete(save=False)
 
 
-def conversion_enqueue(*, conversion_id: uuid.UUID) -> None:
-    """Queue `convert → notify` for a job."""
+def conversion_enqueue(*, conversion_id: uuid.UUID, attempt: int) -> None:
+    """Queue `convert → notify` for one attempt at a job."""
     from .tasks import convert_video_task, notify_owner_task
 
     job = str(conversion_id)
-    chain(convert_video_task.si(job), notify_owner_task.si(job)).apply_async()
+    chain(convert_video_task.si(job, attempt), notify_owner_task.si(job, attempt)).apply_async()
 
 
-def conversion_convert(*, conversion_id: uuid.UUID | str) -> None:
+def _this_attempt(conversion_id: uuid.UUID | str, attempt: int | None):
+    """The job's row, narrowed to one attempt: messages of an earlier attempt (before a retry) touch nothing."""
+    rows = Conversion.objects.filter(pk=conversion_id)
+    return rows if attempt is None else rows.filter(attempt=attempt)
+
+
+class ProgressReporter:
+    """Writes the job's progress at most once a second, and stops the conversion once the job is cancelled."""
+
+    def __init__(self, conversion_id: uuid.UUID, attempt: int, *, interval: float = 1.0):
+        self.rows = _this_attempt(conversion_id, attempt)
+        self.interval = interval
+        self.last_write = time.monotonic()
+
+    def __call__(self, percent: float) -> None:
+        now = time.monotonic()
+        if now - self.last_write < self.interval:
+            return
+        self.last_write = now
+        if not self.rows.filter(status=Status.PROCESSING).update(progress=int(percent)):
+            raise engine.ConversionCancelled()  # cancelled, retried or deleted meanwhile
+
+
+def conversion_convert(*, conversion_id: uuid.UUID | str, attempt: int | None = None) -> None:
     """Convert a queued job's source to MP3. Safe to call again for the same job (a redelivered message)."""
-    claimed = Conversion.objects.filter(pk=conversion_id, status__in=[Status.QUEUED, Status.PROCESSING]).update(
-        status=Status.PROCESSING, started_at=timezone.now()
+    claimed = _this_attempt(conversion_id, attempt).filter(status__in=[Status.QUEUED, Status.PROCESSING]).update(
+        status=Status.PROCESSING, started_at=timezone.now(), progress=0
     )
     if not claimed:
-        logger.info("conversion %s: nothing to do (finished, failed or deleted)", conversion_id)
+        logger.info("conversion %s: nothing to do (finished, cancelled, retried or deleted)", conversion_id)
         return
     conversion = Conversion.objects.get(pk=conversion_id)
+    if not conversion.source or not conversion.source.storage.exists(conversion.source.name):
+        conversion_mark_failed(
+            conversion_id=conversion.id,
+            attempt=conversion.attempt,
+            code=Conversion.ErrorCode.INTERNAL_ERROR,
+            message="The uploaded file is missing from storage. Please upload it again.",
+        )
+        return
     options = engine.OutputOptions.from_dict(conversion.options)
     with tempfile.TemporaryDirectory(prefix="mp3converter-") as workdir:
         source_path, target_path = Path(workdir) / "source", Path(workdir) / "output.mp3"
         with conversion.source.open("rb") as stored, source_path.open("wb") as local:
             shutil.copyfileobj(stored, local, COPY_CHUNK_BYTES)
         try:
-            result = engine.convert(source_path, target_path, options=options)
+            result = engine.convert(
+                source_path, target_path, options=options,
+                on_progress=ProgressReporter(conversion.id, conversion.attempt),
+            )
         except engine.MediaError as exc:
-            conversion_mark_failed(conversion_id=conversion.id, code=exc.code, message=exc.message, detail=exc.detail)
+            conversion_mark_failed(
+                conversion_id=conversion.id, attempt=conversion.attempt,
+                code=exc.code, message=exc.message, detail=exc.detail,
+            )
             return
         mp3_name = mp3_upload_to(conversion, "")
         # A crashed earlier attempt may have stored this MP3 already: replace it rather than keep a second copy.
         default_storage.delete(mp3_name)
         with target_path.open("rb") as mp3:
             mp3_name = default_storage.save(mp3_name, File(mp3, name=mp3_name))
-    finished = Conversion.objects.filter(pk=conversion.id, status=Status.PROCESSING).update(
+    finished = _this_attempt(conversion.id, conversion.attempt).filter(status=Status.PROCESSING).update(
         status=Status.DONE,
+        progress=100,
         mp3=mp3_name,
         mp3_size=result.size,
         duration_seconds=round(result.duration, 3),
         finished_at=timezone.now(),
         error_code="",
         error_message="",
+        error_detail="",
     )
     if not finished:
-        # The job was deleted (or cancelled) while converting: keep no file nobody owns.
+        # The job was deleted or cancelled while converting: keep no file nobody owns.
         default_storage.delete(mp3_name)
         return
-    logger.info("conversion %s: done, %.1f s of audio, %d bytes", conversion.id, result.duration, result.size)
+    logger.info(
+        "conversion %s: done, %.1f s of audio, %d bytes%s",
+        conversion.id, result.duration, result.size, " (stream copied)" if result.copied else "",
+    )
 
 
-def conversion_mark_failed(*, conversion_id: uuid.UUID | str, code: str, message: str, detail: str = "") -> bool:
+def conversion_mark_failed(
+    *, conversion_id: uuid.UUID | str, code: str, message: str, detail: str = "", attempt: int | None = None
+) -> bool:
     """Fail a job that is still queued or processing; returns False if it had already left those states."""
-    failed = Conversion.objects.filter(pk=conversion_id, status__in=[Status.QUEUED, Status.PROCESSING]).update(
+    failed = _this_attempt(conversion_id, attempt).filter(status__in=[Status.QUEUED, Status.PROCESSING]).update(
         status=Status.FAILED, error_code=code, error_message=message, error_detail=detail, finished_at=timezone.now()
     )
     if failed:
@@ -141,9 +192,22 @@ def conversion_mark_failed(*, conversion_id: uuid.UUID | str, code: str, message
     return bool(failed)
 
 
-def conversion_notify(*, conversion_id: uuid.UUID | str) -> None:
+def conversion_cancel(*, conversion: Conversion) -> bool:
+    """Cancel a queued or running job; a running ffmpeg is stopped by the worker within about a second."""
+    cancelled = Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.CANCELLABLE).update(
+        status=Status.CANCELLED,
+        error_code=Conversion.ErrorCode.CANCELLED,
+        error_message=engine.ConversionCancelled.message,
+        finished_at=timezone.now(),
+    )
+    if cancelled:
+        logger.info("conversion %s: cancelled", conversion.pk)
+    return bool(cancelled)
+
+
+def conversion_notify(*, conversion_id: uuid.UUID | str, attempt: int | None = None) -> None:
     """Email the owner that the job finished, once. SMTP errors propagate so the task can retry."""
-    conversion = Conversion.objects.select_related("owner").filter(pk=conversion_id).first()
+    conversion = _this_attempt(conversion_id, attempt).select_related("owner").first()
     if conversion is None or conversion.notified_at is not None:
         return
     if conversion.status not in (Status.DONE, Status.FAILED):
@@ -172,14 +236,15 @@ def _notification(conversion: Conversion) -> tuple[str, str]:
 
 
 def conversion_retry(*, conversion: Conversion) -> bool:
-    """Queue a failed job again from the start; returns False if it was not failed."""
+    """Queue a failed or cancelled job again from the start; returns False if it was in another state."""
     with transaction.atomic():
-        requeued = Conversion.objects.filter(pk=conversion.pk, status=Status.FAILED).update(
-            status=Status.QUEUED, error_code="", error_message="", error_detail="",
-            started_at=None, finished_at=None, notified_at=None,
+        requeued = Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.RETRYABLE).update(
+            status=Status.QUEUED, attempt=F("attempt") + 1, progress=0, error_code="", error_message="",
+            error_detail="", started_at=None, finished_at=None, notified_at=None,
         )
         if requeued:
-            transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.pk))
+            attempt = Conversion.objects.values_list("attempt", flat=True).get(pk=conversion.pk)
+            transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.pk, attempt=attempt))
     return bool(requeued)
 
 

@@ -17,20 +17,23 @@ INTERNAL_ERROR_MESSAGE = "The conversion failed because of a problem on our side
 
 
 @shared_task(bind=True, max_retries=CONVERT_MAX_RETRIES)
-def convert_video_task(self, conversion_id: str) -> None:
+def convert_video_task(self, conversion_id: str, attempt: int | None = None) -> None:
     from .engine import ConversionTimeout
     from .services import conversion_convert, conversion_mark_failed
 
     try:
-        conversion_convert(conversion_id=conversion_id)
+        conversion_convert(conversion_id=conversion_id, attempt=attempt)
     except SoftTimeLimitExceeded:
         timeout = ConversionTimeout()
-        conversion_mark_failed(conversion_id=conversion_id, code=timeout.code, message=timeout.message)
+        conversion_mark_failed(
+            conversion_id=conversion_id, attempt=attempt, code=timeout.code, message=timeout.message
+        )
     except TRANSIENT_ERRORS as exc:
         if self.request.retries >= self.max_retries:
             logger.exception("conversion %s: giving up after %d retries", conversion_id, self.request.retries)
             conversion_mark_failed(
                 conversion_id=conversion_id,
+                attempt=attempt,
                 code="internal_error",
                 message=INTERNAL_ERROR_MESSAGE,
                 detail=repr(exc),
@@ -43,7 +46,8 @@ def convert_video_task(self, conversion_id: str) -> None:
         # instead of leaving it "processing" forever.
         logger.exception("conversion %s: unexpected error", conversion_id)
         conversion_mark_failed(
-            conversion_id=conversion_id, code="internal_error", message=INTERNAL_ERROR_MESSAGE, detail=repr(exc)
+            conversion_id=conversion_id, attempt=attempt, code="internal_error", message=INTERNAL_ERROR_MESSAGE,
+            detail=repr(exc),
         )
 
 
@@ -55,7 +59,7 @@ def convert_video_task(self, conversion_id: str) -> None:
     retry_jitter=True,
     max_retries=NOTIFY_MAX_RETRIES,
 )
-def notify_owner_task(self, conversion_id: str) -> None:
+def notify_owner_task(self, conversion_id: str, attempt: int | None = None) -> None:
     from .services import conversion_notify
 
-    conversion_notify(conversion_id=conversion_id)
+    conversion_notify(conversion_id=conversion_id, attempt=attempt)

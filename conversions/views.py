@@ -14,12 +14,14 @@ from .http import file_download_response
 from .models import Conversion
 from .selectors import conversion_get, conversion_list
 from .serializers import ConversionCreateInputSerializer, ConversionOutputSerializer
-from .services import conversion_create, conversion_delete
+from .services import conversion_cancel, conversion_create, conversion_delete, conversion_retry
 
 
 class NotReady(APIException):
+    """The job is not in a state that allows this (409)."""
+
     status_code = status.HTTP_409_CONFLICT
-    default_code = "not_ready"
+    default_code = "conflict"
 
 
 def get_owned_or_404(request, conversion_id) -> Conversion:
@@ -108,3 +110,37 @@ class ConversionDownloadView(APIView):
     )
     def get(self, request, conversion_id):
         return mp3_download(request, get_owned_or_404(request, conversion_id))
+
+
+class ConversionCancelView(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            202: ConversionOutputSerializer,
+            409: OpenApiResponse(description="Only queued or processing conversions can be cancelled."),
+        },
+    )
+    def post(self, request, conversion_id):
+        conversion = get_owned_or_404(request, conversion_id)
+        if not conversion_cancel(conversion=conversion):
+            conversion.refresh_from_db()
+            raise NotReady(f"Only queued or processing conversions can be cancelled; this one is {conversion.status}.")
+        conversion.refresh_from_db()
+        return Response(ConversionOutputSerializer(conversion, context={"request": request}).data, status=202)
+
+
+class ConversionRetryView(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            202: ConversionOutputSerializer,
+            409: OpenApiResponse(description="Only failed or cancelled conversions can be retried."),
+        },
+    )
+    def post(self, request, conversion_id):
+        conversion = get_owned_or_404(request, conversion_id)
+        if not conversion_retry(conversion=conversion):
+            conversion.refresh_from_db()
+            raise NotReady(f"Only failed or cancelled conversions can be retried; this one is {conversion.status}.")
+        conversion.refresh_from_db()
+        return Response(ConversionOutputSerializer(conversion, context={"request": request}).data, status=202)

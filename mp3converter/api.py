@@ -4,7 +4,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from conversions.engine import MediaError, NoAudioStream
+from conversions.engine import InvalidOption, MediaError, NoAudioStream, TrimOutOfRange
 from conversions.services import QueueUnavailable
 from conversions.uploads import UploadTooLarge
 
@@ -13,7 +13,9 @@ def error_status(exc: Exception) -> int | None:
     """The HTTP status for a domain exception, or None if it is not one."""
     if isinstance(exc, UploadTooLarge):
         return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    if isinstance(exc, NoAudioStream):
+    if isinstance(exc, InvalidOption):
+        return status.HTTP_400_BAD_REQUEST
+    if isinstance(exc, NoAudioStream | TrimOutOfRange):
         return status.HTTP_422_UNPROCESSABLE_ENTITY
     if isinstance(exc, MediaError):
         return status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
@@ -29,6 +31,9 @@ def error_code(exc: Exception) -> str:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, InvalidOption):
+        # Reads like any other field error: {"audio_track": ["This file has 1 audio track: ..."]}.
+        return Response({exc.field: [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
     code = error_status(exc)
     if code is not None:
         headers = {"Retry-After": "30"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None

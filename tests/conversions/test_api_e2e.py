@@ -41,7 +41,7 @@ def test_upload_converts_downloads_and_emails(live_workers, api_client, user, me
     job = response.json()
     assert job["status"] == "queued"
     assert job["original_filename"] == "clip.mp4"
-    assert job["options"] == {"vbr_quality": 2}
+    assert job["options"] == {"title": "clip"}
 
     finished = wait_finished(api_client, job["id"])
     assert finished["status"] == "done", finished
@@ -75,7 +75,7 @@ def test_upload_converts_downloads_and_emails(live_workers, api_client, user, me
 def test_cbr_option_is_applied(live_workers, api_client, media, tmp_path):
     response = upload(api_client, media("mkv_opus"), bitrate_kbps=128)
     assert response.status_code == 202, response.content
-    assert response.json()["options"] == {"bitrate_kbps": 128}
+    assert response.json()["options"] == {"bitrate_kbps": 128, "title": "clip"}
     assert wait_finished(api_client, response.json()["id"])["status"] == "done"
     mp3 = tmp_path / "out.mp3"
     mp3.write_bytes(mp3_bytes(api_client.get(f"/api/conversions/{response.json()['id']}/download/")))

@@ -210,7 +210,7 @@ def test_upload_converts_emails_and_downloads(live_workers, client, user, media,
 def test_upload_options_as_form_fields_apply(live_workers, client, user, media, tmp_path):
     fid = fid_of(upload(client, bearer(user), media("mkv_opus"), field="media", bitrate_kbps="128"))
     conversion = wait_done(fid)
-    assert conversion.options == {"bitrate_kbps": 128}
+    assert conversion.options == {"bitrate_kbps": 128, "title": "clip"}
     probed = assert_mp3(mp3_body(download(client, bearer(user), fid)), tmp_path)
     assert probed["audio"][0]["bitrate_kbps"] == 128
 

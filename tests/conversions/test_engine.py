@@ -312,7 +312,7 @@ def test_output_options_validation(kwargs):
 @pytest.mark.parametrize(
     ("options", "stored"),
     [
-        (OutputOptions(), {"vbr_quality": 2}),
+        (OutputOptions(), {}),  # defaults are not stored: an MP3 source with no options is stream-copied
         (OutputOptions(vbr_quality=0), {"vbr_quality": 0}),
         (OutputOptions(vbr_quality=9), {"vbr_quality": 9}),
         (OutputOptions(bitrate_kbps=32), {"bitrate_kbps": 32}),

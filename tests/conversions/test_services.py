@@ -126,7 +126,7 @@ def test_create_stores_the_source_and_queues_the_job(db, user, media, queued):
     assert row.status == Status.QUEUED
     assert row.owner == user
     assert row.original_filename == "clip.mkv"
-    assert row.options == {"bitrate_kbps": 192}
+    assert row.options == {"bitrate_kbps": 192, "title": "clip"}  # the title defaults to the file name's stem
     assert row.source_size == media("mkv_opus").stat().st_size
     assert row.source.name == f"sources/{row.id}"  # the user's file name never reaches the storage
     with default_storage.open(row.source.name) as source:
@@ -154,7 +154,7 @@ def test_create_refuses_unusable_media_and_keeps_nothing(db, user, media, spec, 
 def test_create_with_a_broker_that_refuses(transactional_db, user, media, monkeypatch):
     published = []
 
-    def refuse(*, conversion_id):
+    def refuse(*, conversion_id, attempt):
         published.append(conversion_id)
         raise BrokerError("[Errno 111] Connection refused")
 
@@ -171,7 +171,7 @@ def test_create_with_a_broker_that_refuses(transactional_db, user, media, monkey
 def test_create_publishes_after_commit(transactional_db, user, media, monkeypatch):
     published = []
 
-    def record(*, conversion_id):
+    def record(*, conversion_id, attempt):
         # By the time the job is published its row must be visible to a worker.
         assert Conversion.objects.filter(pk=conversion_id, status=Status.QUEUED).exists()
         published.append(conversion_id)
@@ -372,7 +372,7 @@ def test_delete_of_a_job_without_files(db, user):
 # --- conversion_retry ------------------------------------------------------------------------------------------
 def test_retry_requeues_a_failed_job(db, user, monkeypatch, django_capture_on_commit_callbacks):
     published = []
-    monkeypatch.setattr(services, "conversion_enqueue", lambda *, conversion_id: published.append(conversion_id))
+    monkeypatch.setattr(services, "conversion_enqueue", lambda *, conversion_id, attempt: published.append((conversion_id, attempt)))
     conversion = Conversion.objects.create(owner=user, original_filename="a.mp4", options={"vbr_quality": 2})
     conversion_mark_failed(conversion_id=conversion.id, code="internal_error", message="Oops.", detail="trace")
     Conversion.objects.filter(pk=conversion.pk).update(notified_at=conversion.created_at)
@@ -380,9 +380,10 @@ def test_retry_requeues_a_failed_job(db, user, monkeypatch, django_capture_on_co
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert conversion_retry(conversion=conversion)
     assert len(callbacks) == 1
-    assert published == [conversion.pk]
+    assert published == [(conversion.pk, 2)]  # a new attempt: stale messages of attempt 1 change nothing
     row = Conversion.objects.get(pk=conversion.pk)
     assert row.status == Status.QUEUED
+    assert row.attempt == 2
     assert (row.error_code, row.error_message, row.error_detail) == ("", "", "")
     assert row.started_at is None and row.finished_at is None and row.notified_at is None
 
@@ -390,7 +391,7 @@ def test_retry_requeues_a_failed_job(db, user, monkeypatch, django_capture_on_co
 @pytest.mark.parametrize("status", [Status.QUEUED, Status.PROCESSING, Status.DONE])
 def test_retry_leaves_other_jobs_alone(db, user, monkeypatch, django_capture_on_commit_callbacks, status):
     published = []
-    monkeypatch.setattr(services, "conversion_enqueue", lambda *, conversion_id: published.append(conversion_id))
+    monkeypatch.setattr(services, "conversion_enqueue", lambda *, conversion_id, attempt: published.append((conversion_id, attempt)))
     conversion = Conversion.objects.create(owner=user, original_filename="a.mp4", status=status)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert not conversion_retry(conversion=conversion)
