@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Run apt as root directly, or through sudo for a developer account.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test system-deps venv clean-local
+.PHONY: run test bench system-deps venv clean-local
 
 run: venv var/.env-ready
 	$(BIN)/python manage.py migrate --noinput
@@ -31,6 +31,10 @@ var/.env-ready:
 test: venv
 	bash tests/services.sh
 	$(BIN)/python -m pytest
+
+# A benchmark, not a test: the engine against the ffmpeg CLI and the classic MoviePy path (see README).
+bench: venv
+	$(BIN)/python -m conversions.bench
 
 venv: $(VENV)/.installed
 

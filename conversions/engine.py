@@ -348,16 +348,15 @@ def build_command(
         command += ["-ss", _seconds(options.trim_start)]
     if options.trim_end is not None:
         command += ["-to", _seconds(options.trim_end)]
-    command += ["-i", source_url]
+    # Input options: the demuxer drops video, subtitle and data packets unread instead of passing them on.
+    command += ["-vn", "-sn", "-dn", "-i", source_url]
     if cover_image is not None:
         command += ["-i", _file_url(cover_image)]
     command += ["-map", f"0:a:{stream.index}"]
     if cover_image is not None:
         command += ["-map", "1:v:0", "-c:v", "copy", "-disposition:v:0", "attached_pic"]
         command += ["-metadata:s:v:0", "title=Album cover", "-metadata:s:v:0", "comment=Cover (front)"]
-    else:
-        command += ["-vn"]
-    command += ["-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
+    command += ["-map_metadata", "-1", "-map_chapters", "-1"]
     if copies_stream(info, options):
         command += ["-c:a", "copy"]
     else:
@@ -408,10 +407,16 @@ def _extract_cover(source: Path | str, target: Path, *, info: MediaInfo, options
 def _failure(log: str) -> Exception:
     """Tell an input ffmpeg cannot decode at all from one that broke part-way."""
     lowered = log.lower()
+    # Checked first: ffmpeg 7+ says "Decoding requested, but no decoder found for: none" and then, as a
+    # consequence, "Error opening output file ...", which must not be mistaken for a write failure.
+    if (
+        "no decoder found" in lowered
+        or "decoder" in lowered and "not found" in lowered
+        or "unsupported codec" in lowered
+    ):
+        return UnsupportedMedia(UNDECODABLE_MESSAGE, detail=log)
     if "error opening output" in lowered or "no space left" in lowered:
         return OSError(f"ffmpeg could not write its output: {log[-500:]}")  # the machine's fault: worth a retry
-    if "decoder" in lowered and "not found" in lowered or "unsupported codec" in lowered:
-        return UnsupportedMedia(UNDECODABLE_MESSAGE, detail=log)
     return CorruptMedia(detail=log)
 
 

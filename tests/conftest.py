@@ -116,6 +116,7 @@ class WorkerProcess:
     process: subprocess.Popen
     ready_file: Path
     log_file: Path
+    tmpdir: Path | None = None  # the worker's TMPDIR, when it was given one
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
@@ -144,7 +145,8 @@ def start_worker(role: str, workdir: Path, **extra_env) -> WorkerProcess:
         process = subprocess.Popen(
             [str(ROOT / "docker" / "bin" / role)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    worker = WorkerProcess(role=role, process=process, ready_file=ready_file, log_file=log_file)
+    tmpdir = Path(extra_env["TMPDIR"]) if "TMPDIR" in extra_env else None
+    worker = WorkerProcess(role=role, process=process, ready_file=ready_file, log_file=log_file, tmpdir=tmpdir)
 
     def ready():
         if process.poll() is not None:
@@ -181,7 +183,12 @@ def celery_workers(django_db_setup, django_db_blocker, smtp_server, tmp_path_fac
     workdir = tmp_path_factory.mktemp("workers")
     with django_db_blocker.unblock():
         purge_queues()
-        workers = {role: start_worker(role, workdir) for role in ("convert-worker", "notify-worker")}
+        workers = {}
+        for role in ("convert-worker", "notify-worker"):
+            # A TMPDIR per worker, so tests can see the temporary files a conversion leaves (it should leave none).
+            tmpdir = workdir / f"tmp-{role}"
+            tmpdir.mkdir()
+            workers[role] = start_worker(role, workdir, TMPDIR=str(tmpdir))
     yield workers
     for worker in workers.values():
         stop_worker(worker)
