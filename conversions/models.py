@@ -13,7 +13,8 @@ def source_upload_to(instance: "Conversion", filename: str) -> str:
 
 
 def mp3_upload_to(instance: "Conversion", filename: str) -> str:
-    return f"mp3/{instance.id}.mp3"
+    # One name per attempt: a late finish of an earlier attempt can never overwrite or delete a retry's MP3.
+    return f"mp3/{instance.id}-{instance.attempt}.mp3"
 
 
 class Conversion(models.Model):

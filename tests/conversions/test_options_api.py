@@ -273,7 +273,7 @@ def test_cancel_stops_ffmpeg_and_keeps_nothing_then_retry_converts(live_workers,
     cancelled = Conversion.objects.get(pk=job["id"])
     assert cancelled.status == Conversion.Status.CANCELLED
     assert not cancelled.mp3
-    assert not default_storage.exists(f"mp3/{job['id']}.mp3")
+    assert not default_storage.exists(f"mp3/{job['id']}-1.mp3")
     assert cancelled.notified_at is None
     assert mailbox.to(user.email) == []
     assert api_client.get(job_url(job["id"], "download")).status_code == 409
@@ -393,4 +393,4 @@ def test_admin_cancel_action_stops_a_running_conversion(live_workers, admin_clie
     assert (body["status"], body["error"]["code"]) == ("cancelled", "cancelled")
     wait_stopped(worker, workdir)
     assert Conversion.objects.get(pk=job["id"]).status == Conversion.Status.CANCELLED
-    assert not default_storage.exists(f"mp3/{job['id']}.mp3")
+    assert not default_storage.exists(f"mp3/{job['id']}-1.mp3")

@@ -191,7 +191,7 @@ def test_convert_makes_the_mp3(db, queued, tmp_path):
     conversion_convert(conversion_id=conversion.id)
     row = Conversion.objects.get(pk=conversion.pk)
     assert row.status == Status.DONE
-    assert row.mp3.name == f"mp3/{row.id}.mp3"
+    assert row.mp3.name == f"mp3/{row.id}-1.mp3"
     assert row.mp3_size == default_storage.size(row.mp3.name)
     assert row.duration_seconds == pytest.approx(2.0, abs=0.1)
     assert row.started_at is not None and row.finished_at >= row.started_at
@@ -216,20 +216,20 @@ def test_convert_again_on_a_done_job_does_nothing(db, queued):
     assert row.status == Status.DONE
     assert row.finished_at == finished_at
     assert (default_storage.get_modified_time(name), default_storage.size(name)) == before
-    assert mp3_files_of(conversion.id) == [f"{conversion.id}.mp3"]
+    assert mp3_files_of(conversion.id) == [f"{conversion.id}-1.mp3"]
 
 
 def test_redelivered_job_replaces_a_half_stored_mp3(db, queued):
     # A worker died after storing the MP3 but before recording it; the message comes back with the job processing.
     conversion = queued("wav")
-    default_storage.save(f"mp3/{conversion.id}.mp3", io.BytesIO(b"left over by a crashed attempt"))
+    default_storage.save(f"mp3/{conversion.id}-1.mp3", io.BytesIO(b"left over by a crashed attempt"))
     Conversion.objects.filter(pk=conversion.pk).update(status=Status.PROCESSING)
 
     conversion_convert(conversion_id=conversion.id)
     row = Conversion.objects.get(pk=conversion.pk)
     assert row.status == Status.DONE
-    assert mp3_files_of(conversion.id) == [f"{conversion.id}.mp3"]
-    assert row.mp3.name == f"mp3/{conversion.id}.mp3"
+    assert mp3_files_of(conversion.id) == [f"{conversion.id}-1.mp3"]
+    assert row.mp3.name == f"mp3/{conversion.id}-1.mp3"
     assert default_storage.size(row.mp3.name) == row.mp3_size > 1000
 
 

@@ -30,7 +30,7 @@ def job(user, media):
     yield make
     for conversion in made:
         default_storage.delete(conversion.source.name)
-        default_storage.delete(f"mp3/{conversion.id}.mp3")
+        default_storage.delete(f"mp3/{conversion.id}-1.mp3")
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_transient_error_is_retried_and_the_retry_converts(db, job, attempts):
     assert seen == [(0, Status.QUEUED), (1, Status.QUEUED)]  # a second delivery, with request.retries = 1
     row = Conversion.objects.get(pk=conversion.pk)
     assert row.status == Status.DONE
-    assert row.mp3.name == f"mp3/{conversion.id}.mp3"
+    assert row.mp3.name == f"mp3/{conversion.id}-1.mp3"
 
 
 @pytest.mark.parametrize("error", [OSError("disk gone"), OperationalError("server has gone away")])
@@ -123,7 +123,7 @@ def test_task_for_a_deleted_job_does_nothing(db, job):
     Conversion.objects.filter(pk=conversion.pk).delete()
     result = convert_video_task.apply(args=[str(conversion.id)])
     assert result.state == states.SUCCESS
-    assert not default_storage.exists(f"mp3/{conversion.id}.mp3")
+    assert not default_storage.exists(f"mp3/{conversion.id}-1.mp3")
 
 
 def test_unexpected_error_fails_the_job_instead_of_leaving_it_processing(db, job, attempts):
