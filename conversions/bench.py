@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from conversions import engine
@@ -118,13 +119,36 @@ def _tree_rss_kib(root: int) -> int:
     return sum(rss.get(pid, 0) for pid in tree)
 
 
-def measure(path_name: str, source: Path, target: Path) -> tuple[float, float]:
-    """(seconds, peak MiB) for one conversion along `path_name`."""
-    process = subprocess.Popen(
+@dataclass
+class Run:
+    seconds: float  # wall time of the conversion, measured inside the child
+    cpu_seconds: float  # user + system time of the child and every process it started
+    peak_mib: float  # largest total RSS of the child's process tree
+
+
+def start(path_name: str, source: Path, target: Path) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "conversions.bench", "--child", path_name, str(source), str(target)],
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
+
+
+def finish(process: subprocess.Popen, path_name: str) -> tuple[float, float]:
+    """(seconds reported by the child, CPU seconds of its whole tree) once it has exited."""
+    output = process.stdout.read()
+    process.stdout.close()
+    # wait4's usage includes the descendants the child itself waited for (its ffmpeg processes).
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{path_name} failed with exit code {process.returncode}")
+    return json.loads(output.decode().strip().splitlines()[-1])["seconds"], usage.ru_utime + usage.ru_stime
+
+
+def measure(path_name: str, source: Path, target: Path) -> Run:
+    """One conversion along `path_name`, alone on the machine."""
+    process = start(path_name, source, target)
     peak = 0
     done = threading.Event()
 
@@ -136,18 +160,31 @@ def measure(path_name: str, source: Path, target: Path) -> tuple[float, float]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    output, _ = process.communicate()
-    done.set()
-    sampler.join()
-    if process.returncode != 0:
-        raise SystemExit(f"{path_name} failed with exit code {process.returncode}")
-    return json.loads(output.decode().strip().splitlines()[-1])["seconds"], peak / 1024
+    try:
+        seconds, cpu_seconds = finish(process, path_name)
+    finally:
+        done.set()
+        sampler.join()
+    return Run(seconds=seconds, cpu_seconds=cpu_seconds, peak_mib=peak / 1024)
+
+
+def measure_throughput(path_name: str, source: Path, workdir: Path, jobs: int) -> float:
+    """Wall seconds for `jobs` conversions started together: how a busy worker node fares (one per core)."""
+    started = time.perf_counter()
+    processes = [start(path_name, source, workdir / f"{path_name}-{job}.mp3") for job in range(jobs)]
+    for process in processes:
+        finish(process, path_name)
+    elapsed = time.perf_counter() - started
+    for job in range(jobs):
+        (workdir / f"{path_name}-{job}.mp3").unlink()
+    return elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the generated source video")
-    parser.add_argument("--repeats", type=int, default=5, help="conversions per path (the table shows medians)")
+    parser.add_argument("--repeats", type=int, default=5, help="single conversions per path (medians are shown)")
+    parser.add_argument("--batches", type=int, default=2, help="batches of one conversion per core, per path")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -160,42 +197,60 @@ def main(argv: list[str] | None = None) -> int:
         make_source(source, args.minutes)
         info = engine.probe(source)
         print(f"Source: {source.stat().st_size / 2**20:.1f} MiB, {info.duration:.0f} s, {info.default_audio}")
-        seconds: dict[str, list[float]] = {name: [] for name in RUNNERS}
-        memory: dict[str, list[float]] = {name: [] for name in RUNNERS}
+        runs: dict[str, list[Run]] = {name: [] for name in RUNNERS}
+        batches: dict[str, list[float]] = {name: [] for name in RUNNERS}
         sizes: dict[str, int] = {}
+        jobs = os.cpu_count() or 1
         for repeat in range(args.repeats):
             # Interleaved, so a slow moment of the machine falls on every path alike.
             for name in RUNNERS:
                 target = Path(workdir) / f"{name}.mp3"
-                elapsed, peak = measure(name, source, target)
-                seconds[name].append(elapsed)
-                memory[name].append(peak)
+                runs[name].append(measure(name, source, target))
                 sizes[name] = target.stat().st_size
                 target.unlink()
-            print(f"  repeat {repeat + 1}/{args.repeats}: "
-                  + ", ".join(f"{name} {seconds[name][-1]:.2f} s" for name in RUNNERS), flush=True)
+            print(f"  repeat {repeat + 1}/{args.repeats}, one at a time: "
+                  + ", ".join(f"{name} {runs[name][-1].seconds:.2f} s" for name in RUNNERS), flush=True)
+        for repeat in range(args.batches):
+            for name in RUNNERS:
+                batches[name].append(measure_throughput(name, source, Path(workdir), jobs))
+            print(f"  batch {repeat + 1}/{args.batches}, {jobs} at once: "
+                  + ", ".join(f"{name} {batches[name][-1]:.2f} s" for name in RUNNERS), flush=True)
 
-    median = {name: statistics.median(values) for name, values in seconds.items()}
+    def median(values) -> float:
+        return statistics.median(values)
+
+    wall = {name: median(run.seconds for run in runs[name]) for name in RUNNERS}
+    cpu = {name: median(run.cpu_seconds for run in runs[name]) for name in RUNNERS}
+    peak = {name: median(run.peak_mib for run in runs[name]) for name in RUNNERS}
+    batch = {name: median(batches[name]) for name in RUNNERS}
+    audio_minutes = info.duration / 60
     print()
-    print(f"Converting {args.minutes:g} min of stereo AAC to MP3 (LAME -V {VBR_QUALITY}, {SAMPLE_RATE} Hz), "
-          f"median of {args.repeats} on {os.cpu_count()} cores:")
+    print(f"Converting {audio_minutes:g} min of stereo AAC to MP3 (LAME -V {VBR_QUALITY}, {SAMPLE_RATE} Hz) "
+          f"on {os.cpu_count()} cores; medians of {args.repeats} single runs and {args.batches} batches of {jobs}:")
     print()
-    print("| path | median s | min s | max s | peak RSS MiB (median) | MP3 MiB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| path | wall s (median) | min–max s | CPU s | peak RSS MiB | {jobs} at once: wall s | MP3 MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in RUNNERS:
-        print(f"| {name} | {median[name]:.2f} | {min(seconds[name]):.2f} | {max(seconds[name]):.2f} "
-              f"| {statistics.median(memory[name]):.1f} | {sizes[name] / 2**20:.2f} |")
-    engine_over_cli = median["engine"] / median["cli"]
-    moviepy_over_engine = median["moviepy"] / median["engine"]
-    engine_ok = engine_over_cli <= ENGINE_OVER_CLI_MAX
-    moviepy_ok = moviepy_over_engine >= MOVIEPY_OVER_ENGINE_MIN
+        seconds = [run.seconds for run in runs[name]]
+        print(f"| {name} | {wall[name]:.2f} | {min(seconds):.2f}–{max(seconds):.2f} | {cpu[name]:.2f} "
+              f"| {peak[name]:.1f} | {batch[name]:.2f} | {sizes[name] / 2**20:.2f} |")
+    ratios = [
+        ("engine / cli, wall", wall["engine"] / wall["cli"], "<=", ENGINE_OVER_CLI_MAX),
+        ("moviepy / engine, wall", wall["moviepy"] / wall["engine"], ">=", MOVIEPY_OVER_ENGINE_MIN),
+        ("moviepy / engine, CPU", cpu["moviepy"] / cpu["engine"], None, None),
+        (f"moviepy / engine, {jobs} at once", batch["moviepy"] / batch["engine"], None, None),
+        ("moviepy / engine, peak RSS", peak["moviepy"] / peak["engine"], None, None),
+    ]
     print()
-    print(f"engine / cli     = {engine_over_cli:.3f}  (target <= {ENGINE_OVER_CLI_MAX}: "
-          f"{'met' if engine_ok else 'MISSED'})")
-    print(f"moviepy / engine = {moviepy_over_engine:.3f}  (target >= {MOVIEPY_OVER_ENGINE_MIN}: "
-          f"{'met' if moviepy_ok else 'MISSED'})")
-    print(f"peak RSS moviepy / engine = {statistics.median(memory['moviepy']) / statistics.median(memory['engine']):.2f}")
-    return 0 if engine_ok and moviepy_ok else 1
+    met = True
+    for label, value, relation, target in ratios:
+        verdict = ""
+        if relation is not None:
+            ok = value <= target if relation == "<=" else value >= target
+            met = met and ok
+            verdict = f"  (target {relation} {target}: {'met' if ok else 'MISSED'})"
+        print(f"{label:<34} = {value:.3f}{verdict}")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
