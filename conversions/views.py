@@ -1,7 +1,7 @@
 """The native REST API for conversions. Every view is scoped to the signed-in owner."""
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.generics import GenericAPIView
@@ -112,35 +112,40 @@ class ConversionDownloadView(APIView):
         return mp3_download(request, get_owned_or_404(request, conversion_id))
 
 
-class ConversionCancelView(APIView):
-    @extend_schema(
-        request=None,
-        responses={
-            202: ConversionOutputSerializer,
-            409: OpenApiResponse(description="Only queued or processing conversions can be cancelled."),
-        },
-    )
+class ConversionTransitionView(APIView):
+    """POST moves the owner's job along one edge of its state machine; 409 when its state does not allow it."""
+
+    transition = None  # a service: (*, conversion) -> bool
+    refused = ""  # the 409 message, formatted with the job's status
+
     def post(self, request, conversion_id):
         conversion = get_owned_or_404(request, conversion_id)
-        if not conversion_cancel(conversion=conversion):
-            conversion.refresh_from_db()
-            raise NotReady(f"Only queued or processing conversions can be cancelled; this one is {conversion.status}.")
+        moved = self.transition(conversion=conversion)
         conversion.refresh_from_db()
+        if not moved:
+            raise NotReady(self.refused.format(status=conversion.status))
         return Response(ConversionOutputSerializer(conversion, context={"request": request}).data, status=202)
 
 
-class ConversionRetryView(APIView):
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
+        summary="Cancel a queued or running conversion.",
         request=None,
-        responses={
-            202: ConversionOutputSerializer,
-            409: OpenApiResponse(description="Only failed or cancelled conversions can be retried."),
-        },
+        responses={202: ConversionOutputSerializer, 409: OpenApiResponse(description="The job is already finished.")},
     )
-    def post(self, request, conversion_id):
-        conversion = get_owned_or_404(request, conversion_id)
-        if not conversion_retry(conversion=conversion):
-            conversion.refresh_from_db()
-            raise NotReady(f"Only failed or cancelled conversions can be retried; this one is {conversion.status}.")
-        conversion.refresh_from_db()
-        return Response(ConversionOutputSerializer(conversion, context={"request": request}).data, status=202)
+)
+class ConversionCancelView(ConversionTransitionView):
+    transition = staticmethod(conversion_cancel)
+    refused = "Only queued or processing conversions can be cancelled; this one is {status}."
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Queue a failed or cancelled conversion again.",
+        request=None,
+        responses={202: ConversionOutputSerializer, 409: OpenApiResponse(description="The job is not failed or cancelled.")},
+    )
+)
+class ConversionRetryView(ConversionTransitionView):
+    transition = staticmethod(conversion_retry)
+    refused = "Only failed or cancelled conversions can be retried; this one is {status}."
