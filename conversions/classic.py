@@ -22,7 +22,7 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidTok
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.selectors import user_authenticate
-from mp3converter.api import error_status
+from mp3converter.api import error_message, error_status
 
 from .selectors import conversion_get
 from .serializers import ConversionOptionsInputSerializer
@@ -65,7 +65,7 @@ class ClassicView(APIView):
             headers = {"WWW-Authenticate": 'Basic realm="mp3converter"'} if exc.status_code == 401 else {}
             return text(exc.message, exc.status_code, **headers)
         if (code := error_status(exc)) is not None:
-            return text(str(exc), code)
+            return text(error_message(exc), code)
         if isinstance(exc, Http404):
             return text("not found", status.HTTP_404_NOT_FOUND)
         if isinstance(exc, NotReady):

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -207,6 +208,19 @@ class ConversionResult:
     size: int
     copied: bool = False
     log: str = field(default="", repr=False)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL ffmpeg if the worker process that started it dies.
+
+    ffmpeg runs in its own session (so a timeout can kill its whole group), which also means a `kill -9` of the
+    worker would otherwise leave it running, orphaned, writing into a temporary directory nobody owns.
+    """
+    if sys.platform == "linux":
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @cache
@@ -459,7 +473,9 @@ def _run(
     logger.debug("ffmpeg command: %s", command)
     deadline = time.monotonic() + timeout if timeout else None
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True, preexec_fn=_die_with_parent
+        )
         try:
             for line in process.stdout:
                 key, _, value = line.decode("ascii", "replace").strip().partition("=")

@@ -42,6 +42,9 @@ class Conversion(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     # Bumped by every retry; messages carry it, so a stale message from an earlier attempt changes nothing.
     attempt = models.PositiveIntegerField(default=1)
+    # How often this attempt's message came back because the worker holding it died (or the broker restarted);
+    # past CONVERSION_MAX_REDELIVERIES the job fails instead of crashing workers forever.
+    redeliveries = models.PositiveSmallIntegerField(default=0)
     # 0-100, from ffmpeg's progress output; written at most about once a second.
     progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=32, choices=ErrorCode.choices, blank=True)
@@ -56,6 +59,8 @@ class Conversion(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    # Set while a notify task is sending the email, so two deliveries of it cannot both send.
+    notify_started_at = models.DateTimeField(null=True, blank=True)
 
     # Where a job may go from each state: the services only move a job along these edges.
     CANCELLABLE = (Status.QUEUED, Status.PROCESSING)

@@ -7,6 +7,7 @@ a job backwards.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ import time
 import unicodedata
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path, PurePath
 
 from celery import chain
@@ -22,8 +24,8 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.core.mail import send_mail
-from django.db import transaction
-from django.db.models import F
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -34,6 +36,37 @@ logger = logging.getLogger(__name__)
 
 Status = Conversion.Status
 COPY_CHUNK_BYTES = 1024 * 1024
+NOTIFY_CLAIM_TIMEOUT = timedelta(minutes=5)
+
+
+WORKDIR_PREFIX = "mp3converter-"
+_WORKDIR_RE = re.compile(rf"^{WORKDIR_PREFIX}(\d+)-")
+
+
+def workdirs_sweep(*, directory: str | None = None) -> list[str]:
+    """Remove the temporary directories of conversions whose process is gone (killed, say); returns their names.
+
+    Every conversion works in `mp3converter-<pid>-*` under the temp dir and removes it when done; only a process
+    that died mid-conversion leaves one behind. A process whose pid is alive keeps its directory.
+    """
+    directory = directory or tempfile.gettempdir()
+    removed = []
+    for entry in os.scandir(directory):
+        match = _WORKDIR_RE.match(entry.name)
+        if not match or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, someone else's
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.name)
+    if removed:
+        logger.warning("removed %d temporary folder(s) left by killed conversions: %s", len(removed), removed)
+    return removed
 
 
 class QueueUnavailable(Exception):
@@ -85,9 +118,15 @@ def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOpti
 
 
 def _discard(conversion: Conversion) -> None:
-    Conversion.objects.filter(pk=conversion.pk).delete()
-    if conversion.source:
-        conversion.source.delete(save=False)
+    """Undo a half-made upload: the stored source first (storage is up), then the row if the database allows."""
+    try:
+        if conversion.source:
+            conversion.source.delete(save=False)
+    finally:
+        try:
+            Conversion.objects.filter(pk=conversion.pk).delete()
+        except DatabaseError:
+            logger.warning("conversion %s: could not remove the row (database unavailable)", conversion.pk)
 
 
 def conversion_enqueue(*, conversion_id: uuid.UUID, attempt: int) -> None:
@@ -121,11 +160,14 @@ class ProgressReporter:
             raise engine.ConversionCancelled()  # cancelled, retried or deleted meanwhile
 
 
-def conversion_convert(*, conversion_id: uuid.UUID | str, attempt: int | None = None) -> None:
+def conversion_convert(
+    *, conversion_id: uuid.UUID | str, attempt: int | None = None, redelivered: bool = False
+) -> None:
     """Convert a queued job's source to MP3. Safe to call again for the same job (a redelivered message)."""
-    claimed = _this_attempt(conversion_id, attempt).filter(status__in=[Status.QUEUED, Status.PROCESSING]).update(
-        status=Status.PROCESSING, started_at=timezone.now(), progress=0
-    )
+    open_rows = _this_attempt(conversion_id, attempt).filter(status__in=[Status.QUEUED, Status.PROCESSING])
+    if redelivered and _too_many_redeliveries(open_rows, conversion_id, attempt):
+        return
+    claimed = open_rows.update(status=Status.PROCESSING, started_at=timezone.now(), progress=0)
     if not claimed:
         logger.info("conversion %s: nothing to do (finished, cancelled, retried or deleted)", conversion_id)
         return
@@ -139,7 +181,7 @@ def conversion_convert(*, conversion_id: uuid.UUID | str, attempt: int | None = 
         )
         return
     options = engine.OutputOptions.from_dict(conversion.options)
-    with tempfile.TemporaryDirectory(prefix="mp3converter-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as workdir:
         source_path, target_path = Path(workdir) / "source", Path(workdir) / "output.mp3"
         with conversion.source.open("rb") as stored, source_path.open("wb") as local:
             shutil.copyfileobj(stored, local, COPY_CHUNK_BYTES)
@@ -180,6 +222,22 @@ def conversion_convert(*, conversion_id: uuid.UUID | str, attempt: int | None = 
     )
 
 
+def _too_many_redeliveries(open_rows, conversion_id, attempt) -> bool:
+    """Count a redelivery; fail the job once they pass the limit (its source kills the worker every time)."""
+    open_rows.update(redeliveries=F("redeliveries") + 1)
+    redeliveries = open_rows.values_list("redeliveries", flat=True).first()
+    if redeliveries is None or redeliveries <= settings.CONVERSION_MAX_REDELIVERIES:
+        return False
+    conversion_mark_failed(
+        conversion_id=conversion_id,
+        attempt=attempt,
+        code=Conversion.ErrorCode.INTERNAL_ERROR,
+        message="Converting this file stopped the worker every time it was tried, so we gave up on it.",
+        detail=f"redelivered {redeliveries} times",
+    )
+    return True
+
+
 def conversion_mark_failed(
     *, conversion_id: uuid.UUID | str, code: str, message: str, detail: str = "", attempt: int | None = None
 ) -> bool:
@@ -212,8 +270,20 @@ def conversion_notify(*, conversion_id: uuid.UUID | str, attempt: int | None = N
         return
     if conversion.status not in (Status.DONE, Status.FAILED):
         return
+    started = timezone.now()
+    # Claim the sending, so a second delivery of this task cannot send too; a claim left by a notify worker that
+    # died mid-send expires, and the email goes out then.
+    claimed = _this_attempt(conversion.id, attempt).filter(notified_at__isnull=True).filter(
+        Q(notify_started_at__isnull=True) | Q(notify_started_at__lt=started - NOTIFY_CLAIM_TIMEOUT)
+    ).update(notify_started_at=started)
+    if not claimed:
+        return
     subject, body = _notification(conversion)
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [conversion.owner.email])
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [conversion.owner.email])
+    except Exception:
+        Conversion.objects.filter(pk=conversion.id, notify_started_at=started).update(notify_started_at=None)
+        raise
     Conversion.objects.filter(pk=conversion.id, notified_at__isnull=True).update(notified_at=timezone.now())
     logger.info("conversion %s: owner notified", conversion.id)
 
@@ -240,7 +310,8 @@ def conversion_retry(*, conversion: Conversion) -> bool:
     with transaction.atomic():
         requeued = Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.RETRYABLE).update(
             status=Status.QUEUED, attempt=F("attempt") + 1, progress=0, error_code="", error_message="",
-            error_detail="", started_at=None, finished_at=None, notified_at=None,
+            error_detail="", started_at=None, finished_at=None, notified_at=None, notify_started_at=None,
+            redeliveries=0,
         )
         if requeued:
             attempt = Conversion.objects.values_list("attempt", flat=True).get(pk=conversion.pk)
@@ -253,7 +324,7 @@ def conversion_resend_notification(*, conversion: Conversion) -> None:
     from .tasks import notify_owner_task
 
     with transaction.atomic():
-        Conversion.objects.filter(pk=conversion.pk).update(notified_at=None)
+        Conversion.objects.filter(pk=conversion.pk).update(notified_at=None, notify_started_at=None)
         transaction.on_commit(lambda: notify_owner_task.delay(str(conversion.pk)))
 
 

@@ -4,8 +4,11 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 from pymongo.errors import PyMongoError
+
+from mp3converter.joblog import job_context
 
 logger = logging.getLogger(__name__)
 
@@ -16,21 +19,36 @@ NOTIFY_MAX_RETRIES = 10
 INTERNAL_ERROR_MESSAGE = "The conversion failed because of a problem on our side. Please try again later."
 
 
+@worker_process_init.connect
+def _sweep_stale_workdirs(**kwargs) -> None:
+    # A new pool process often replaces one that was killed mid-conversion: clear what that one left behind.
+    from .services import workdirs_sweep
+
+    workdirs_sweep()
+
+
 @shared_task(bind=True, max_retries=CONVERT_MAX_RETRIES)
 def convert_video_task(self, conversion_id: str, attempt: int | None = None) -> None:
+    with job_context(conversion_id):
+        _convert(self, conversion_id, attempt)
+
+
+def _convert(task, conversion_id: str, attempt: int | None) -> None:
     from .engine import ConversionTimeout
     from .services import conversion_convert, conversion_mark_failed
 
     try:
-        conversion_convert(conversion_id=conversion_id, attempt=attempt)
+        # RabbitMQ flags a message it hands out again after its consumer died without acknowledging it.
+        redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+        conversion_convert(conversion_id=conversion_id, attempt=attempt, redelivered=redelivered)
     except SoftTimeLimitExceeded:
         timeout = ConversionTimeout()
         conversion_mark_failed(
             conversion_id=conversion_id, attempt=attempt, code=timeout.code, message=timeout.message
         )
     except TRANSIENT_ERRORS as exc:
-        if self.request.retries >= self.max_retries:
-            logger.exception("conversion %s: giving up after %d retries", conversion_id, self.request.retries)
+        if task.request.retries >= task.max_retries:
+            logger.exception("conversion %s: giving up after %d retries", conversion_id, task.request.retries)
             conversion_mark_failed(
                 conversion_id=conversion_id,
                 attempt=attempt,
@@ -40,7 +58,7 @@ def convert_video_task(self, conversion_id: str, attempt: int | None = None) -> 
             )
             return
         # Exponential backoff with a cap: 10 s, 20 s, 40 s, ... at most 5 minutes.
-        raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
+        raise task.retry(exc=exc, countdown=min(300, 10 * 2**task.request.retries)) from exc
     except Exception as exc:
         # A bug rather than bad media or a flaky service: fail the job (the owner is told and it can be retried)
         # instead of leaving it "processing" forever.
@@ -62,4 +80,5 @@ def convert_video_task(self, conversion_id: str, attempt: int | None = None) -> 
 def notify_owner_task(self, conversion_id: str, attempt: int | None = None) -> None:
     from .services import conversion_notify
 
-    conversion_notify(conversion_id=conversion_id, attempt=attempt)
+    with job_context(conversion_id):
+        conversion_notify(conversion_id=conversion_id, attempt=attempt)

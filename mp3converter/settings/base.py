@@ -105,11 +105,15 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
+# key=value lines; every line logged while a job is being handled carries `job=<id>` (mp3converter/joblog.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"job": {"()": "mp3converter.joblog.JobFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s job=%(job)s pid=%(process)d %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["job"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
@@ -124,6 +128,8 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 # Seconds a single ffmpeg run may take before the job fails with code "timeout" (Celery's soft limit).
 CONVERSION_SOFT_TIME_LIMIT = env.int("CONVERSION_SOFT_TIME_LIMIT", default=3600)
 CONVERSION_HARD_TIME_LIMIT = env.int("CONVERSION_HARD_TIME_LIMIT", default=CONVERSION_SOFT_TIME_LIMIT + 120)
+# A message that keeps coming back because its worker died (a crash, an OOM kill) fails the job after this many.
+CONVERSION_MAX_REDELIVERIES = env.int("CONVERSION_MAX_REDELIVERIES", default=3)
 # Seconds the upload-time probe may take; a probe reads only the container headers.
 PROBE_TIMEOUT = env.int("PROBE_TIMEOUT", default=30)
 # Some deployments of the classic API allow only staff to upload and download.

@@ -66,6 +66,8 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
 # A worker restarts its pool child after this many tasks to bound memory growth (worker_max_tasks_per_child).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=50)
+# Workers log through Django's LOGGING, so their lines carry the job id too (worker_hijack_root_logger).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Readiness and liveness files for Kubernetes probes, kept by a worker bootstep (see mp3converter/celery.py).
 CELERY_WORKER_READY_FILE = env.str("CELERY_WORKER_READY_FILE", default="")
 CELERY_WORKER_HEARTBEAT_FILE = env.str("CELERY_WORKER_HEARTBEAT_FILE", default="")

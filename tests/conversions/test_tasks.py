@@ -39,7 +39,7 @@ def attempts(monkeypatch):
     seen: list[tuple[int, str]] = []
 
     def install(behaviour):
-        def service(*, conversion_id, attempt=None):
+        def service(*, conversion_id, attempt=None, redelivered=False):
             seen.append((convert_video_task.request.retries, Conversion.objects.get(pk=conversion_id).status))
             return behaviour(conversion_id=conversion_id, attempt=len(seen))
 
