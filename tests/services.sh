@@ -16,6 +16,7 @@ MQ_USER=${MP3C_MQ_USER:-mp3converter}
 MQ_PASSWORD=${MP3C_MQ_PASSWORD:-mp3converter}
 MQ_VHOST=${MP3C_MQ_VHOST:-mp3converter}
 MQ_TEST_VHOST=${MP3C_MQ_TEST_VHOST:-mp3converter_test}
+MQ_CONSUMER_TIMEOUT_MS=${MP3C_MQ_CONSUMER_TIMEOUT_MS:-7500000}
 
 PACKAGES=(mariadb-server rabbitmq-server libmariadb-dev pkg-config)
 DEADLINE=60 # seconds to wait for a daemon to answer
@@ -105,6 +106,18 @@ mqctl() { as_root rabbitmqctl -q "$@"; }
 mq_alive() { as_root rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
 plugin_enabled() { as_root grep -qs rabbitmq_management /etc/rabbitmq/enabled_plugins; }
 
+# A conversion holds its message unacknowledged until it finishes (acks_late), so RabbitMQ's consumer timeout
+# must outlast the longest conversion (CONVERSION_HARD_TIME_LIMIT, default 3720 s) or the broker would cut it off.
+MQ_CONF=/etc/rabbitmq/rabbitmq.conf
+consumer_timeout_line="consumer_timeout = ${MQ_CONSUMER_TIMEOUT_MS}"
+consumer_timeout_changed=
+if ! as_root grep -qsxF "$consumer_timeout_line" "$MQ_CONF"; then
+    as_root mkdir -p /etc/rabbitmq
+    as_root sed -i '/^consumer_timeout *=/d' "$MQ_CONF" 2>/dev/null || true
+    echo "$consumer_timeout_line" | as_root tee -a "$MQ_CONF" >/dev/null
+    consumer_timeout_changed=1
+fi
+
 # list_users doubles as the "is the node up" check.
 if ! users=$(mqctl list_users 2>/dev/null); then
     log "starting rabbitmq"
@@ -116,9 +129,15 @@ if ! users=$(mqctl list_users 2>/dev/null); then
         die "rabbitmq did not answer within ${DEADLINE}s"
     }
     users=$(mqctl list_users)
-elif ! plugin_enabled; then
-    # Node was started by someone else without the plugin: enable it live.
-    as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+else
+    if ! plugin_enabled; then
+        # Node was started by someone else without the plugin: enable it live.
+        as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+    fi
+    if [[ -n $consumer_timeout_changed ]]; then
+        # The running node read its config before the change: apply it live (new channels use it).
+        mqctl eval "application:set_env(rabbit, consumer_timeout, ${MQ_CONSUMER_TIMEOUT_MS})." >/dev/null
+    fi
 fi
 
 # User: create it, or fix its password if an override changed it.
