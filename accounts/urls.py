@@ -1,7 +1,5 @@
 from django.urls import path
-from rest_framework_simplejwt.views import TokenRefreshView
-
-from .views import MeView, RegisterView, TokenView
+from .views import MeView, RegisterView, TokenRefreshView, TokenView
 
 urlpatterns = [
     path("register/", RegisterView.as_view(), name="register"),

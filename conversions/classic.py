@@ -10,6 +10,7 @@ import binascii
 
 from django.conf import settings
 from django.http import Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -46,6 +47,17 @@ class PlainTextRenderer(BaseRenderer):
         if isinstance(data, dict):
             data = data.get("detail") or "; ".join(f"{key}: {' '.join(map(str, value))}" for key, value in data.items())
         return str(data or "").encode("utf-8")
+
+
+def plain(description: str) -> OpenApiResponse:
+    """A documented plain-text answer (schema only)."""
+    return OpenApiResponse(str, description=description)
+
+
+BEARER_REFUSED = {
+    (401, "text/plain"): plain("missing credentials (no token) | not authorized (CLASSIC_API_STAFF_ONLY)"),
+    (403, "text/plain"): plain("not authorized: a bad, expired or foreign token, or an inactive or deleted user"),
+}
 
 
 def text(message: str, status_code: int = 200, **headers) -> HttpResponse:
@@ -116,7 +128,11 @@ class ClassicLoginView(ClassicView):
         tags=["classic"],
         summary="Sign in with HTTP Basic; the body is the raw access JWT.",
         request=None,
-        responses={(200, "text/plain"): str, 401: OpenApiResponse(description="missing credentials | invalid credentials")},
+        responses={
+            (200, "text/plain"): str,
+            (401, "text/plain"): plain("missing credentials | invalid credentials"),
+            (429, "text/plain"): plain("too many attempts, try again in N seconds"),
+        },
     )
     def post(self, request):
         credentials = basic_credentials(request.META.get("HTTP_AUTHORIZATION", ""))
@@ -135,7 +151,15 @@ class ClassicUploadView(ClassicView):
         tags=["classic"],
         summary="Upload exactly one file (any field name) to convert.",
         request={"multipart/form-data": {"type": "object", "additionalProperties": {"type": "string", "format": "binary"}}},
-        responses={(200, "text/plain"): str},
+        responses={
+            (200, "text/plain"): plain("success! fid=<id>"),
+            (400, "text/plain"): plain("exactly 1 file required | the submitted file is empty | a bad option"),
+            **BEARER_REFUSED,
+            (413, "text/plain"): plain("The file is larger than the MAX_UPLOAD_MB limit."),
+            (415, "text/plain"): plain("Not a video or audio file this service can read."),
+            (422, "text/plain"): plain("No audio track, or the trim lies outside the file."),
+            (503, "text/plain"): plain("The conversion queue is unavailable; nothing was kept."),
+        },
     )
     def post(self, request):
         user = self.bearer_user(request)
@@ -145,6 +169,9 @@ class ClassicUploadView(ClassicView):
             files = []
         if len(files) != 1:
             raise ClassicError(400, "exactly 1 file required")
+        if not files[0].size:
+            # Like the native API (400): an empty file is a bad request, not media of an unknown kind (415).
+            raise ClassicError(400, "the submitted file is empty")
         options = ConversionOptionsInputSerializer(data=request.data)
         options.is_valid(raise_exception=True)
         conversion = conversion_create(owner=user, upload=files[0], options=options.to_options())
@@ -156,7 +183,16 @@ class ClassicDownloadView(ClassicView):
         tags=["classic"],
         summary="Download a finished MP3 by its file id.",
         parameters=[OpenApiParameter("fid", str, required=True, description="The id from /upload or the email.")],
-        responses={(200, "audio/mpeg"): OpenApiResponse(description="The MP3.")},
+        responses={
+            (200, "audio/mpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
+            (206, "audio/mpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            304: OpenApiResponse(description="If-None-Match matched the ETag."),
+            (400, "text/plain"): plain("fid is required"),
+            **BEARER_REFUSED,
+            (404, "text/plain"): plain("not found: no such job, or another user's"),
+            (409, "text/plain"): plain("The MP3 is not ready: the conversion is <status>."),
+            (416, "text/plain"): plain("The Range lies outside the file."),
+        },
     )
     def get(self, request):
         user = self.bearer_user(request)

@@ -1,6 +1,5 @@
 """Input serializers validate requests; output serializers only shape data."""
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -91,7 +90,7 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
             return None
         return {"code": conversion.error_code, "message": conversion.error_message}
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(serializers.URLField(allow_null=True))
     def get_download_url(self, conversion: Conversion) -> str | None:
         if conversion.status != Conversion.Status.DONE:
             return None

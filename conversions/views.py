@@ -1,9 +1,10 @@
 """The native REST API for conversions. Every view is scoped to the signed-in owner."""
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status
-from rest_framework.exceptions import APIException
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -22,6 +23,22 @@ class NotReady(APIException):
 
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+# Documented error answers (schema only). The API's errors are `{"detail"}`, plus `code` for media errors
+# (mp3converter.api.exception_handler), or `{field: [messages]}` for a bad request.
+ERROR_BODY = inline_serializer(
+    "Error",
+    {
+        "code": serializers.CharField(required=False, help_text="Set for media errors, e.g. unsupported_media."),
+        "detail": serializers.CharField(),
+    },
+)
+FIELD_ERRORS = OpenApiResponse(
+    OpenApiTypes.OBJECT, description="A bad option, no file, an empty file or more than one: {field: [messages]}."
+)
+UNAUTHENTICATED = OpenApiResponse(ERROR_BODY, description="No or bad credentials.")
+NOT_FOUND = OpenApiResponse(ERROR_BODY, description="No such conversion, or it is another user's.")
 
 
 def get_owned_or_404(request, conversion_id) -> Conversion:
@@ -51,7 +68,13 @@ class ConversionListCreateView(GenericAPIView):
     def get_queryset(self):
         return conversion_list(user=self.request.user)
 
-    @extend_schema(responses=ConversionOutputSerializer(many=True))
+    @extend_schema(
+        responses={
+            200: ConversionOutputSerializer(many=True),
+            401: UNAUTHENTICATED,
+            404: OpenApiResponse(ERROR_BODY, description="No such page."),
+        }
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(ConversionOutputSerializer(page, many=True, context={"request": request}).data)
@@ -60,13 +83,26 @@ class ConversionListCreateView(GenericAPIView):
         request=ConversionCreateInputSerializer,
         responses={
             202: ConversionOutputSerializer,
-            413: OpenApiResponse(description="The file is larger than MAX_UPLOAD_MB."),
-            415: OpenApiResponse(description="Not a media file this service can read (code unsupported_media)."),
-            422: OpenApiResponse(description="The file has no audio stream (code no_audio_stream)."),
-            503: OpenApiResponse(description="The queue is unavailable; nothing was stored."),
+            400: FIELD_ERRORS,
+            401: UNAUTHENTICATED,
+            413: OpenApiResponse(ERROR_BODY, description="Larger than MAX_UPLOAD_MB (code file_too_large)."),
+            415: OpenApiResponse(
+                ERROR_BODY,
+                description="Not a media file this service can read (code unsupported_media), or a request body that "
+                "is not multipart/form-data or a form.",
+            ),
+            422: OpenApiResponse(
+                ERROR_BODY,
+                description="The file has no audio stream (code no_audio_stream), or the trim lies outside it "
+                "(code trim_out_of_range).",
+            ),
+            503: OpenApiResponse(ERROR_BODY, description="The queue is unavailable; nothing was stored."),
         },
     )
     def post(self, request):
+        if len(request.FILES.getlist("file")) > 1:
+            # Ambiguous: refuse it rather than silently convert one of the files (the last, as QueryDict picks).
+            raise ValidationError({"file": ["Send exactly one file."]})
         serializer = ConversionCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         conversion = conversion_create(
@@ -78,12 +114,12 @@ class ConversionListCreateView(GenericAPIView):
 
 
 class ConversionDetailView(APIView):
-    @extend_schema(responses=ConversionOutputSerializer)
+    @extend_schema(responses={200: ConversionOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND})
     def get(self, request, conversion_id):
         conversion = get_owned_or_404(request, conversion_id)
         return Response(ConversionOutputSerializer(conversion, context={"request": request}).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 401: UNAUTHENTICATED, 404: NOT_FOUND})
     def delete(self, request, conversion_id):
         conversion_delete(conversion=get_owned_or_404(request, conversion_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -104,8 +140,13 @@ class ConversionDownloadView(APIView):
 
     @extend_schema(
         responses={
-            (200, "audio/mpeg"): OpenApiResponse(description="The MP3 (206 for a Range request)."),
-            409: OpenApiResponse(description="The conversion is not done yet."),
+            (200, "audio/mpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
+            (206, "audio/mpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            304: OpenApiResponse(description="If-None-Match matched the ETag."),
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ERROR_BODY, description="The conversion is not done yet."),
+            (416, "text/plain"): OpenApiResponse(str, description="The Range lies outside the file."),
         }
     )
     def get(self, request, conversion_id):
@@ -131,7 +172,12 @@ class ConversionTransitionView(APIView):
     post=extend_schema(
         summary="Cancel a queued or running conversion.",
         request=None,
-        responses={202: ConversionOutputSerializer, 409: OpenApiResponse(description="The job is already finished.")},
+        responses={
+            202: ConversionOutputSerializer,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ERROR_BODY, description="The job is already finished."),
+        },
     )
 )
 class ConversionCancelView(ConversionTransitionView):
@@ -143,7 +189,12 @@ class ConversionCancelView(ConversionTransitionView):
     post=extend_schema(
         summary="Queue a failed or cancelled conversion again.",
         request=None,
-        responses={202: ConversionOutputSerializer, 409: OpenApiResponse(description="The job is not failed or cancelled.")},
+        responses={
+            202: ConversionOutputSerializer,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ERROR_BODY, description="The job is not failed or cancelled."),
+        },
     )
 )
 class ConversionRetryView(ConversionTransitionView):

@@ -4,6 +4,7 @@ Services the suite expects (started by tests/services.sh): MariaDB and RabbitMQ.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,16 @@ def other_client(other_user) -> APIClient:
     return bearer_client(other_user)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _remove_session_folders():
+    """The media and static folders tests/settings.py made for this session go when it ends."""
+    yield
+    from django.conf import settings
+
+    for folder in getattr(settings, "CREATED_TEMP_DIRS", []):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     # Throttle counters live in the cache; one test's sign-ins must not throttle the next test.
@@ -83,6 +94,8 @@ def _fresh_cache():
 class Mailbox:
     messages: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The running server: a fault test may stop it and put a new one on the same port (tests/faults).
+    controller: Controller | None = None
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
@@ -98,10 +111,11 @@ class Mailbox:
 def smtp_server():
     """A real SMTP server (aiosmtpd) on the port EMAIL_URL names; it keeps every message it receives."""
     mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=int(os.environ["TEST_SMTP_PORT"]))
-    controller.start()
+    mailbox.controller = Controller(mailbox, hostname="127.0.0.1", port=int(os.environ["TEST_SMTP_PORT"]))
+    mailbox.controller.start()
     yield mailbox
-    controller.stop()
+    if mailbox.controller is not None:
+        mailbox.controller.stop()
 
 
 @pytest.fixture
@@ -129,8 +143,12 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
-def start_worker(role: str, workdir: Path, **extra_env) -> WorkerProcess:
-    """Start a worker role through its real entrypoint script and wait until it consumes."""
+def start_worker(role: str, workdir: Path, *, start_new_session: bool = False, **extra_env) -> WorkerProcess:
+    """Start a worker role through its real entrypoint script and wait until it consumes.
+
+    `start_new_session`: the worker leads its own process group, so a test can SIGKILL it with its pool children
+    at once (os.killpg), as a pod kill does.
+    """
     ready_file = workdir / f"{role}-{uuid.uuid4().hex[:8]}.ready"
     log_file = workdir / f"{role}.log"
     env = {
@@ -143,7 +161,8 @@ def start_worker(role: str, workdir: Path, **extra_env) -> WorkerProcess:
     }
     with log_file.open("ab") as log:
         process = subprocess.Popen(
-            [str(ROOT / "docker" / "bin" / role)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [str(ROOT / "docker" / "bin" / role)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=start_new_session,
         )
     tmpdir = Path(extra_env["TMPDIR"]) if "TMPDIR" in extra_env else None
     worker = WorkerProcess(role=role, process=process, ready_file=ready_file, log_file=log_file, tmpdir=tmpdir)

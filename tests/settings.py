@@ -23,9 +23,12 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("DATABASE_URL", "mysql://mp3converter:mp3converter@127.0.0.1:3306/mp3converter")
 os.environ.setdefault("CELERY_BROKER_URL", "amqp://mp3converter:mp3converter@127.0.0.1:5672/mp3converter_test")
 # Made only when unset: worker processes import these settings too, and must not leave empty folders behind.
+# The folders made here are removed at the end of the session (tests/conftest.py).
+CREATED_TEMP_DIRS = []
 for name, prefix in (("MEDIA_ROOT", "mp3converter-test-media-"), ("STATIC_ROOT", "mp3converter-test-static-")):
     if name not in os.environ:
         os.environ[name] = tempfile.mkdtemp(prefix=prefix)
+        CREATED_TEMP_DIRS.append(os.environ[name])
 os.environ.setdefault("TEST_SMTP_PORT", str(_free_port()))
 os.environ.setdefault("EMAIL_URL", f"smtp://127.0.0.1:{os.environ['TEST_SMTP_PORT']}")
 os.environ.setdefault("EMAIL_TIMEOUT", "5")
