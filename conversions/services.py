@@ -43,6 +43,21 @@ WORKDIR_PREFIX = "mp3converter-"
 _WORKDIR_RE = re.compile(rf"^{WORKDIR_PREFIX}(\d+)-")
 
 
+def _process_alive(pid: int) -> bool:
+    """A killed process can linger as a zombie until reaped: that counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def workdirs_sweep(*, directory: str | None = None) -> list[str]:
     """Remove the temporary directories of conversions whose process is gone (killed, say); returns their names.
 
@@ -55,13 +70,8 @@ def workdirs_sweep(*, directory: str | None = None) -> list[str]:
         match = _WORKDIR_RE.match(entry.name)
         if not match or not entry.is_dir(follow_symlinks=False):
             continue
-        try:
-            os.kill(int(match.group(1)), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, someone else's
+        if _process_alive(int(match.group(1))):
+            continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(entry.name)
     if removed:
@@ -172,6 +182,7 @@ def conversion_convert(
         logger.info("conversion %s: nothing to do (finished, cancelled, retried or deleted)", conversion_id)
         return
     conversion = Conversion.objects.get(pk=conversion_id)
+    workdirs_sweep()  # folders of conversions killed on this machine since the last sweep
     if not conversion.source or not conversion.source.storage.exists(conversion.source.name):
         conversion_mark_failed(
             conversion_id=conversion.id,
@@ -199,8 +210,12 @@ def conversion_convert(
         mp3_name = mp3_upload_to(conversion, "")
         # A crashed earlier attempt may have stored this MP3 already: replace it rather than keep a second copy.
         default_storage.delete(mp3_name)
-        with target_path.open("rb") as mp3:
-            mp3_name = default_storage.save(mp3_name, File(mp3, name=mp3_name))
+        try:
+            with target_path.open("rb") as mp3:
+                mp3_name = default_storage.save(mp3_name, File(mp3, name=mp3_name))
+        except Exception:
+            default_storage.delete(mp3_name)  # a write that failed part-way leaves no partial file behind
+            raise
     finished = _this_attempt(conversion.id, conversion.attempt).filter(status=Status.PROCESSING).update(
         status=Status.DONE,
         progress=100,
