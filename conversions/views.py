@@ -168,35 +168,28 @@ class ConversionTransitionView(APIView):
         return Response(ConversionOutputSerializer(conversion, context={"request": request}).data, status=202)
 
 
-@extend_schema_view(
-    post=extend_schema(
-        summary="Cancel a queued or running conversion.",
-        request=None,
-        responses={
-            202: ConversionOutputSerializer,
-            401: UNAUTHENTICATED,
-            404: NOT_FOUND,
-            409: OpenApiResponse(ERROR_BODY, description="The job is already finished."),
-        },
+def transition_schema(summary: str, refused: str):
+    return extend_schema_view(
+        post=extend_schema(
+            summary=summary,
+            request=None,
+            responses={
+                202: ConversionOutputSerializer,
+                401: UNAUTHENTICATED,
+                404: NOT_FOUND,
+                409: OpenApiResponse(ERROR_BODY, description=refused),
+            },
+        )
     )
-)
+
+
+@transition_schema("Cancel a queued or running conversion.", "The job is already finished.")
 class ConversionCancelView(ConversionTransitionView):
     transition = staticmethod(conversion_cancel)
     refused = "Only queued or processing conversions can be cancelled; this one is {status}."
 
 
-@extend_schema_view(
-    post=extend_schema(
-        summary="Queue a failed or cancelled conversion again.",
-        request=None,
-        responses={
-            202: ConversionOutputSerializer,
-            401: UNAUTHENTICATED,
-            404: NOT_FOUND,
-            409: OpenApiResponse(ERROR_BODY, description="The job is not failed or cancelled."),
-        },
-    )
-)
+@transition_schema("Queue a failed or cancelled conversion again.", "The job is not failed or cancelled.")
 class ConversionRetryView(ConversionTransitionView):
     transition = staticmethod(conversion_retry)
     refused = "Only failed or cancelled conversions can be retried; this one is {status}."

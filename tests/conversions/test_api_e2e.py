@@ -5,7 +5,7 @@ from django.core.files.storage import default_storage
 
 from conversions.models import Conversion
 from tests.media import probe_output
-from tests.utils import wait_for
+from tests.utils import stored_files, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -21,14 +21,6 @@ def wait_finished(client, conversion_id, timeout=90):
         return body if body["status"] in ("done", "failed") else None
 
     return wait_for(finished, timeout=timeout, message=f"conversion {conversion_id} to finish")
-
-
-def stored_files() -> set[str]:
-    names = set()
-    for folder in ("sources", "mp3"):
-        if default_storage.exists(folder):
-            names |= {f"{folder}/{name}" for name in default_storage.listdir(folder)[1]}
-    return names
 
 
 def mp3_bytes(response) -> bytes:

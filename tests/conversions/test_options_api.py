@@ -11,7 +11,8 @@ from django.core.files.storage import default_storage
 from django.test import Client
 
 from conversions.models import Conversion
-from tests.conversions.test_api_e2e import mp3_bytes, stored_files, upload, wait_finished
+from tests.conversions.test_api_e2e import mp3_bytes, upload, wait_finished
+from tests.utils import stored_files
 from tests.factories import PASSWORD, ConversionFactory
 from tests.media import decoded_duration, probe_output
 from tests.utils import wait_for

@@ -17,7 +17,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 from conversions.models import Conversion
 from mp3converter.api import DATABASE_UNAVAILABLE
 from tests.conftest import bearer_client
-from tests.conversions.test_api_e2e import stored_files, upload
+from tests.conversions.test_api_e2e import upload
+from tests.utils import stored_files
 from tests.factories import UserFactory
 from tests.faults.helpers import (
     assert_finished_exactly_once,

@@ -19,14 +19,13 @@ from urllib.parse import quote, unquote
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.files.storage import default_storage
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
 from conversions import engine
 from conversions.models import Conversion
 from tests.media import probe_output
-from tests.utils import wait_for
+from tests.utils import stored_files, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 APIS = ("native", "classic")
@@ -103,14 +102,6 @@ def assert_refused(api: str, response, status: int, *, code: str | None = None, 
 
 
 # --- what is kept where ----------------------------------------------------------------------------------------
-def stored_files() -> set[str]:
-    names = set()
-    for folder in ("sources", "mp3"):
-        if default_storage.exists(folder):
-            names |= {f"{folder}/{name}" for name in default_storage.listdir(folder)[1]}
-    return names
-
-
 def files_under(folder: Path) -> list[Path]:
     return [path for path in Path(folder).rglob("*") if path.is_file()] if Path(folder).exists() else []
 
