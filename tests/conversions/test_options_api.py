@@ -12,10 +12,9 @@ from django.test import Client
 
 from conversions.models import Conversion
 from tests.conversions.test_api_e2e import mp3_bytes, upload, wait_finished
-from tests.utils import stored_files
 from tests.factories import PASSWORD, ConversionFactory
 from tests.media import decoded_duration, probe_output
-from tests.utils import wait_for
+from tests.utils import stored_files, wait_for
 
 # The applied-options case: a 3 s video, trimmed to 0.5-2.5 s, mono 22050 Hz, tagged in several scripts, with a cover.
 TAGS = {"title": "Ünïcødé — 日本語のタイトル", "artist": "Björk & 坂本龍一", "album": "Ålbum № 5 ✓"}

@@ -18,7 +18,6 @@ from conversions.models import Conversion
 from mp3converter.api import DATABASE_UNAVAILABLE
 from tests.conftest import bearer_client
 from tests.conversions.test_api_e2e import upload
-from tests.utils import stored_files
 from tests.factories import UserFactory
 from tests.faults.helpers import (
     assert_finished_exactly_once,
@@ -29,7 +28,7 @@ from tests.faults.helpers import (
     stored_mp3s,
     upload_job,
 )
-from tests.utils import wait_for
+from tests.utils import stored_files, wait_for
 
 pytestmark = [pytest.mark.faults]
 
