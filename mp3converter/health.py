@@ -49,3 +49,24 @@ def readyz(request):
             results[name] = f"unavailable: {type(exc).__name__}"
     ready = all(value == "ok" for value in results.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
+
+
+PROBES = {"/healthz": healthz, "/readyz": readyz}
+
+
+class ProbeMiddleware:
+    """Answers the probes before host validation and the HTTPS redirect.
+
+    Kubernetes' kubelet calls `http://<pod IP>:8000/healthz`: that Host header is not in ALLOWED_HOSTS (which names the
+    public host), and the request is plain HTTP. Both are right for every other path, so the probe paths are answered
+    here, first in MIDDLEWARE, and nothing else is exempted.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        probe = PROBES.get(request.path_info)
+        if probe is not None and request.method in ("GET", "HEAD"):
+            return probe(request)
+        return self.get_response(request)

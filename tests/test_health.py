@@ -49,3 +49,24 @@ def test_readyz_is_503_when_storage_is_not_writable(client, settings, tmp_path):
     assert response.status_code == 503
     assert response.json()["checks"]["storage"] == "unavailable: PermissionError"
     assert response.json()["checks"]["broker"] == "ok"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_the_kubelet_by_pod_ip_over_plain_http(path, settings):
+    # Production settings: only the public host is allowed and plain HTTP is redirected to HTTPS.
+    settings.ALLOWED_HOSTS = ["mp3converter.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    kubelet = Client(HTTP_HOST="10.244.1.17:8000")
+    response = kubelet.get(path)
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "ok"
+
+
+def test_only_the_probe_paths_skip_host_validation_and_the_https_redirect(settings):
+    settings.ALLOWED_HOSTS = ["mp3converter.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    assert Client(HTTP_HOST="10.244.1.17:8000").get("/api/schema/").status_code == 400
+    assert Client(HTTP_HOST="10.244.1.17:8000").post("/healthz").status_code == 400
+    redirected = Client(HTTP_HOST="mp3converter.com").get("/api/schema/")
+    assert redirected.status_code == 301
+    assert redirected["Location"] == "https://mp3converter.com/api/schema/"
