@@ -13,16 +13,26 @@ class ConversionAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     actions = ["retry_failed", "cancel", "resend_email"]
     readonly_fields = [
-        "id", "owner", "original_filename", "source", "source_size", "status", "progress", "attempt", "error_code", "error_message",
-        "error_detail", "mp3", "mp3_size", "duration_seconds", "options", "created_at", "started_at", "finished_at",
-        "notified_at",
+        "id", "owner", "original_filename", "stored_source", "source_size", "status", "progress", "attempt",
+        "error_code", "error_message", "error_detail", "stored_mp3", "mp3_size", "duration_seconds", "options",
+        "created_at", "started_at", "finished_at", "notified_at",
     ]
     fieldsets = (
         (None, {"fields": ("id", "owner", "original_filename", "status", "progress", "attempt", "options")}),
-        ("Files", {"fields": ("source", "source_size", "mp3", "mp3_size", "duration_seconds")}),
+        ("Files", {"fields": ("stored_source", "source_size", "stored_mp3", "mp3_size", "duration_seconds")}),
         ("Failure", {"fields": ("error_code", "error_message", "error_detail")}),
         ("Timeline", {"fields": ("created_at", "started_at", "finished_at", "notified_at")}),
     )
+
+    # The stored names as text: the admin would link a file field to its URL, and the shared storages have none
+    # (files are only served by the owner-checked download views).
+    @admin.display(description="source")
+    def stored_source(self, conversion):
+        return conversion.source.name or "-"
+
+    @admin.display(description="mp3")
+    def stored_mp3(self, conversion):
+        return conversion.mp3.name or "-"
 
     def has_add_permission(self, request):
         return False  # jobs are created by uploads only

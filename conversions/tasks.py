@@ -2,6 +2,7 @@
 
 import logging
 
+from botocore.exceptions import BotoCoreError, ClientError
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
@@ -12,8 +13,9 @@ from mp3converter.joblog import job_context
 
 logger = logging.getLogger(__name__)
 
-# Errors of the storage, database or network: worth retrying. Bad media never raises these (it fails the job).
-TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError, PyMongoError)
+# Errors of the storage (folder, GridFS, S3), database or network: worth retrying. Bad media never raises these (it
+# fails the job). An S3 ClientError may be a denied request too: retried like a folder that is not writable.
+TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError, PyMongoError, BotoCoreError, ClientError)
 CONVERT_MAX_RETRIES = 5
 NOTIFY_MAX_RETRIES = 10
 INTERNAL_ERROR_MESSAGE = "The conversion failed because of a problem on our side. Please try again later."

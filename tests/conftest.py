@@ -1,4 +1,4 @@
-"""Shared fixtures. The ones that start real things (SMTP server, Celery workers, media) are session-scoped.
+"""Shared fixtures. The ones that start real things (SMTP and S3 servers, Celery workers, media) are session-scoped.
 
 Services the suite expects (started by tests/services.sh): MariaDB and RabbitMQ. Everything else is started here.
 """
@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
+from urllib.error import URLError
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import urlopen
 
+import boto3
 import pytest
 from aiosmtpd.controller import Controller
 from rest_framework.test import APIClient
@@ -23,7 +26,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.factories import UserFactory
 from tests.media import make_media
-from tests.utils import wait_for
+from tests.utils import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,6 +124,126 @@ def smtp_server():
 @pytest.fixture
 def mailbox(smtp_server) -> Mailbox:
     return smtp_server
+
+
+# --- S3 ----------------------------------------------------------------------------------------------------------
+# moto's server accepts any key pair; what matters is that boto3 finds these where production puts them.
+S3_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mp3converter-test", "AWS_SECRET_ACCESS_KEY": "mp3converter-test-secret"}
+S3_TEST_REGION = "us-east-1"
+
+
+def _bucket_name() -> str:
+    return f"mp3converter-test-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class S3Server:
+    """moto's standalone S3 server in its own process, spoken to over HTTP by real boto3 clients."""
+
+    endpoint_url: str
+    bucket: str  # made when the server starts; tests that need an empty bucket of their own call new_bucket()
+    process: subprocess.Popen
+    log_file: Path
+
+    def client(self):
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=S3_TEST_REGION,
+            aws_access_key_id=S3_TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def new_bucket(self) -> str:
+        name = _bucket_name()
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(entry["Key"] for page in pages for entry in page.get("Contents", ()))
+
+    def unfinished_uploads(self, bucket: str, prefix: str = "") -> list[dict]:
+        """Multipart uploads begun and neither completed nor aborted: bytes stored that no object shows."""
+        return self.client().list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+
+    def empty(self, bucket: str, prefix: str = "") -> None:
+        client = self.client()
+        for upload in self.unfinished_uploads(bucket, prefix):
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for key in self.keys(bucket, prefix):
+            client.delete_object(Bucket=bucket, Key=key)
+
+    def storage_env(self, bucket: str, **extra: str) -> dict[str, str]:
+        """The environment that makes the project's settings store files in `bucket` on this server (and not in a
+        MongoDB the suite's environment may name for the GridFS tests)."""
+        return {
+            "S3_BUCKET": bucket, "S3_ENDPOINT_URL": self.endpoint_url, "S3_REGION": S3_TEST_REGION,
+            "S3_ADDRESSING_STYLE": "path", "MONGODB_URI": "", **S3_TEST_CREDENTIALS, **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server (`python -m moto.server`) on a free local port, with one bucket; stopped at the end."""
+    endpoint_url = f"http://127.0.0.1:{free_port()}"
+    log_file = tmp_path_factory.mktemp("s3") / "moto.log"
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(urlsplit(endpoint_url).port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"moto's server exited with {process.returncode}:\n{log_file.read_text()[-3000:]}")
+        try:
+            with urlopen(f"{endpoint_url}/moto-api/", timeout=2):
+                return True
+        except (URLError, OSError):
+            return False
+
+    try:
+        wait_for(answering, timeout=30, message="moto's S3 server to answer")
+        server = S3Server(endpoint_url=endpoint_url, bucket=_bucket_name(), process=process, log_file=log_file)
+        server.client().create_bucket(Bucket=server.bucket)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def s3_credentials(monkeypatch):
+    """The test S3 key pair where boto3's default chain finds it: in the environment, as in production."""
+    for name, value in S3_TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+
+
+def s3_storage_config(*, endpoint_url: str, bucket: str, prefix: str = "") -> dict:
+    """STORAGES["default"] for files in `bucket` on the S3 server at `endpoint_url`, as S3_BUCKET and friends make it."""
+    return {
+        "BACKEND": "conversions.storage.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket, "endpoint_url": endpoint_url, "region_name": S3_TEST_REGION,
+            "addressing_style": "path", "location": prefix, "default_acl": None, "file_overwrite": False,
+        },
+    }
+
+
+@pytest.fixture
+def files_in_s3(settings, s3_server, s3_credentials):
+    """This process stores files under a fresh key prefix in the S3 server's bucket (Django rebuilds default_storage
+    when STORAGES changes); yields the prefix and empties it afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": s3_storage_config(endpoint_url=s3_server.endpoint_url, bucket=s3_server.bucket, prefix=prefix),
+    }
+    yield prefix
+    s3_server.empty(s3_server.bucket, f"{prefix}/")
 
 
 # --- Celery workers ----------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Liveness and readiness probes against the real MariaDB, RabbitMQ and media folder."""
+"""Liveness and readiness probes against the real MariaDB, RabbitMQ, media folder and S3 server (moto's)."""
 
 import socket
 
 import pytest
 from django.test import Client
+
+from tests.conftest import s3_storage_config
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +72,29 @@ def test_only_the_probe_paths_skip_host_validation_and_the_https_redirect(settin
     redirected = Client(HTTP_HOST="mp3converter.com").get("/api/schema/")
     assert redirected.status_code == 301
     assert redirected["Location"] == "https://mp3converter.com/api/schema/"
+
+
+def use_s3(settings, *, endpoint_url: str, bucket: str) -> None:
+    settings.STORAGES = {**settings.STORAGES, "default": s3_storage_config(endpoint_url=endpoint_url, bucket=bucket)}
+
+
+def test_readyz_checks_the_s3_bucket(client, files_in_s3):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"]["storage"] == "ok"
+
+
+def test_readyz_is_503_when_the_s3_bucket_is_missing(client, settings, s3_server, s3_credentials):
+    use_s3(settings, endpoint_url=s3_server.endpoint_url, bucket="mp3converter-no-such-bucket")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["storage"] == "unavailable: ConnectionError"
+    assert response.json()["checks"]["database"] == "ok"
+
+
+def test_readyz_is_503_when_the_s3_server_is_down(client, settings, s3_credentials):
+    use_s3(settings, endpoint_url=f"http://127.0.0.1:{closed_port()}", bucket="mp3converter-files")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["storage"] == "unavailable: ConnectionError"
+    assert response.json()["checks"]["broker"] == "ok"

@@ -107,3 +107,78 @@ def test_smtp_with_starttls_from_email_url(tmp_path):
         "EMAIL_USE_TLS": True,
         "EMAIL_USE_SSL": False,
     }
+
+
+def test_files_go_to_a_local_folder_by_default(tmp_path):
+    env = production_env(tmp_path, MEDIA_ROOT=str(tmp_path / "media"))
+    assert settings_in(env, "STORAGES")["STORAGES"]["default"] == {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "media")},
+    }
+
+
+def test_mongodb_uri_chooses_gridfs(tmp_path):
+    env = production_env(tmp_path, MONGODB_URI="mongodb://mongo:27017/mp3converter")
+    assert settings_in(env, "STORAGES")["STORAGES"]["default"] == {
+        "BACKEND": "conversions.storage.GridFSStorage",
+        "OPTIONS": {"uri": "mongodb://mongo:27017/mp3converter"},
+    }
+
+
+def test_s3_bucket_chooses_s3_and_passes_its_options_through(tmp_path):
+    env = production_env(
+        tmp_path, S3_BUCKET="mp3converter-files", S3_ENDPOINT_URL="https://minio.example.com:9000",
+        S3_REGION="eu-central-1", S3_ADDRESSING_STYLE="path", S3_PREFIX="/prod/",
+    )
+    assert settings_in(env, "STORAGES", "MEDIA_URL") == {
+        "STORAGES": {
+            "default": {
+                "BACKEND": "conversions.storage.S3Storage",
+                "OPTIONS": {
+                    "bucket_name": "mp3converter-files",
+                    "endpoint_url": "https://minio.example.com:9000",
+                    "region_name": "eu-central-1",
+                    "addressing_style": "path",
+                    "location": "prod",
+                    "default_acl": None,
+                    "file_overwrite": False,
+                },
+            },
+            "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+        },
+        "MEDIA_URL": None,
+    }
+
+
+def test_s3_needs_only_the_bucket_and_takes_credentials_from_boto3(tmp_path):
+    env = production_env(
+        tmp_path, S3_BUCKET="mp3converter-files", AWS_ACCESS_KEY_ID="AKIAEXAMPLE", AWS_SECRET_ACCESS_KEY="s3cret"
+    )
+    code = (
+        "import django; django.setup(); from django.core.files.storage import storages; s = storages['default']; "
+        "import json; client = s.connection.meta.client; credentials = client._request_signer._credentials; "
+        "print(json.dumps([type(s).__name__, s.bucket_name, s.location, s.file_overwrite, s.default_acl, "
+        "client.meta.endpoint_url, credentials.access_key, credentials.secret_key]))"
+    )
+    result = run(["-c", code], env)
+    assert result.returncode == 0, result.stderr
+    # No endpoint: AWS itself; the key pair is the one boto3 found in the environment.
+    assert json.loads(result.stdout) == [
+        "S3Storage", "mp3converter-files", "", False, None, "https://s3.amazonaws.com", "AKIAEXAMPLE", "s3cret"
+    ]
+
+
+def test_gridfs_and_s3_together_are_refused_at_startup(tmp_path):
+    env = production_env(tmp_path, MONGODB_URI="mongodb://mongo:27017/mp3converter", S3_BUCKET="mp3converter-files")
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert (
+        "ImproperlyConfigured: MONGODB_URI and S3_BUCKET are both set: choose one storage for uploads and MP3s "
+        "(GridFS or S3), not both." in result.stderr
+    )
+
+
+def test_an_unknown_s3_addressing_style_is_refused(tmp_path):
+    result = run(["manage.py", "check"], production_env(tmp_path, S3_BUCKET="files", S3_ADDRESSING_STYLE="dns"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: S3_ADDRESSING_STYLE must be path or virtual, not 'dns'." in result.stderr

@@ -70,6 +70,18 @@ def test_change_page_shows_the_failure(admin_client):
     assert "moov atom not found" in page  # error_detail: for operators, never in the API
 
 
+def test_change_page_names_the_stored_files_without_linking_them(admin_client, files_in_s3):
+    # A file field would be shown as a link to its URL, and the shared storages (GridFS, S3) have none.
+    job = ConversionFactory(status=Conversion.Status.DONE)
+    Conversion.objects.filter(pk=job.pk).update(source=f"sources/{job.id}", mp3=f"mp3/{job.id}-1.mp3")
+    response = admin_client.get(f"{CHANGELIST}{job.id}/change/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"sources/{job.id}" in page
+    assert f"mp3/{job.id}-1.mp3" in page
+    assert f'href="sources/{job.id}"' not in page
+
+
 # --- Actions, against real workers -------------------------------------------------------------------------------
 def run_action(client, action: str, job: Conversion):
     response = client.post(CHANGELIST, {"action": action, "_selected_action": [str(job.pk)]}, follow=True)

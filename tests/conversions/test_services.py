@@ -1,4 +1,5 @@
-"""conversions.services against the real database, the real folder storage and the real ffmpeg (no workers)."""
+"""conversions.services against the real database, the real ffmpeg (no workers) and real storages: the tests that
+store files run once with the folder storage and once with S3 (moto's server)."""
 
 import io
 import shutil
@@ -15,6 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from conversions import engine, services
 from conversions.models import Conversion
+from conversions.storage import S3Storage
 from conversions.services import (
     QueueUnavailable,
     clean_filename,
@@ -46,7 +48,10 @@ def uploaded(path, name=None):
 
 
 def stored(folder: str) -> set[str]:
-    return set(default_storage.listdir(folder)[1]) if default_storage.exists(folder) else set()
+    try:
+        return set(default_storage.listdir(folder)[1])
+    except FileNotFoundError:  # a folder not made yet; S3 has no folders and lists nothing instead
+        return set()
 
 
 def mp3_files_of(conversion_id) -> list[str]:
@@ -54,8 +59,17 @@ def mp3_files_of(conversion_id) -> list[str]:
     return sorted(name for name in stored("mp3") if name.startswith(str(conversion_id)))
 
 
+@pytest.fixture(params=["folder", "s3"])
+def storage(request):
+    """Where this test's files go: the default folder, or S3 (a fresh key prefix of moto's server)."""
+    if request.param == "s3":
+        request.getfixturevalue("files_in_s3")
+        assert isinstance(default_storage, S3Storage)
+    return request.param
+
+
 @pytest.fixture
-def queued(user, media):
+def queued(storage, user, media):
     """A queued job made by conversion_create (on_commit never fires under `db`, so nothing is published)."""
     made = []
 
@@ -143,7 +157,7 @@ def test_create_cleans_the_display_name(db, user, media, queued):
 
 
 @pytest.mark.parametrize(("spec", "error"), [("mp4_noaudio", engine.NoAudioStream), ("text", engine.UnsupportedMedia)])
-def test_create_refuses_unusable_media_and_keeps_nothing(db, user, media, spec, error):
+def test_create_refuses_unusable_media_and_keeps_nothing(storage, db, user, media, spec, error):
     before = stored("sources")
     with uploaded(media(spec)) as upload, pytest.raises(error):
         conversion_create(owner=user, upload=upload, options=engine.OutputOptions())
@@ -151,7 +165,7 @@ def test_create_refuses_unusable_media_and_keeps_nothing(db, user, media, spec, 
     assert stored("sources") == before
 
 
-def test_create_with_a_broker_that_refuses(transactional_db, user, media, monkeypatch):
+def test_create_with_a_broker_that_refuses(storage, transactional_db, user, media, monkeypatch):
     published = []
 
     def refuse(*, conversion_id, attempt):
@@ -168,7 +182,7 @@ def test_create_with_a_broker_that_refuses(transactional_db, user, media, monkey
     assert stored("sources") == before
 
 
-def test_create_publishes_after_commit(transactional_db, user, media, monkeypatch):
+def test_create_publishes_after_commit(storage, transactional_db, user, media, monkeypatch):
     published = []
 
     def record(*, conversion_id, attempt):
@@ -260,7 +274,7 @@ def test_job_deleted_while_converting_leaves_no_mp3(db, queued, monkeypatch):
 @pytest.mark.parametrize(
     ("spec", "code"), [("mp4_noaudio", "no_audio_stream"), ("truncated_faststart_mp4", "corrupt_media")]
 )
-def test_convert_of_bad_media_fails_the_job(db, user, media, spec, code):
+def test_convert_of_bad_media_fails_the_job(storage, db, user, media, spec, code):
     # Made directly: conversion_create would already refuse a file without audio.
     conversion = Conversion(owner=user, original_filename="x.mp4", options={"vbr_quality": 2})
     with media(spec, duration=6.0).open("rb") as source:

@@ -1,6 +1,7 @@
 """The Celery task wrappers, run in-process with Task.apply() (local execution; retries are re-applied locally)."""
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from celery import states
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.files import File
@@ -67,7 +68,13 @@ def test_transient_error_is_retried_and_the_retry_converts(db, job, attempts):
     assert row.mp3.name == f"mp3/{conversion.id}-1.mp3"
 
 
-@pytest.mark.parametrize("error", [OSError("disk gone"), OperationalError("server has gone away")])
+S3_UNREACHABLE = EndpointConnectionError(endpoint_url="http://s3.example.com/files/sources/clip")
+S3_THROTTLED = ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "GetObject")
+
+
+@pytest.mark.parametrize(
+    "error", [OSError("disk gone"), OperationalError("server has gone away"), S3_UNREACHABLE, S3_THROTTLED]
+)
 def test_transient_errors_fail_the_job_after_max_retries(db, job, attempts, error):
     conversion = job("mp4_aac")
 
