@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,11 @@ def notify_probes() -> dict[str, list[str]]:
 def worker(django_db_setup, django_db_blocker, smtp_server, tmp_path):
     heartbeat = tmp_path / "celery" / "heartbeat"
     with django_db_blocker.unblock():
-        process = start_worker("notify-worker", tmp_path, CELERY_WORKER_HEARTBEAT_FILE=str(heartbeat))
+        # Its own node name: the suite's notify worker may be running on this host too (one pod per node name).
+        process = start_worker(
+            "notify-worker", tmp_path, CELERY_WORKER_HEARTBEAT_FILE=str(heartbeat),
+            CELERY_WORKER_HOSTNAME=f"notify-probe-{uuid.uuid4().hex[:8]}@%h",
+        )
     files = {"CELERY_WORKER_HEARTBEAT_FILE": str(heartbeat), "CELERY_WORKER_READY_FILE": str(process.ready_file)}
     yield process, files
     if process.process.poll() is None:
