@@ -249,9 +249,11 @@ def script_variables(paths) -> dict[str, Variable]:
     found = {}
     for path in paths:
         for match in _SCRIPT_VARIABLE.finditer(Path(path).read_text()):
-            operator = match.group("operator")
+            name, operator = match.group("name"), match.group("operator")
             default = match.group("argument") if operator in (":-", "-") else NO_LITERAL_DEFAULT
-            found[match.group("name")] = Variable(match.group("name"), default, str(Path(path).relative_to(ROOT)))
+            if name in found and found[name].default != default:
+                default = NO_LITERAL_DEFAULT  # one default per role (a worker's node name, say)
+            found[name] = Variable(name, default, str(Path(path).relative_to(ROOT)))
     return found
 
 
