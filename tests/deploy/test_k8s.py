@@ -152,7 +152,7 @@ def test_every_namespaced_resource_lands_in_the_namespace(rendered):
 def test_the_roles_run_as_the_classic_design_sizes_them(resources):
     replicas = {name: resources["Deployment", name]["spec"]["replicas"] for name in APP_ROLES}
     assert replicas == {"web": 3, "convert-worker": 4, "notify-worker": 4, "flower": 1}
-    assert resources["Job", "migrate"]["spec"]["template"]["spec"]["containers"][0]["command"] == ["/app/docker/bin/migrate"]
+    assert resources["Job", "migrate"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["/app/docker/bin/migrate"]
     for kind, name in [("StatefulSet", "rabbitmq"), ("StatefulSet", "mysql"), ("StatefulSet", "mongodb")]:
         statefulset = resources[kind, name]
         assert statefulset["spec"]["volumeClaimTemplates"], f"{name} keeps its data on a PVC"
@@ -163,9 +163,11 @@ def test_every_app_container_runs_one_image_through_a_role_entrypoint(resources)
     for name, doc in app_workloads(resources).items():
         for container in containers(pod_spec(doc)):
             assert container["image"] == "mp3converter:local", (name, container["image"])
-            script = repo_script(container["command"])
+            # args, not command: the image's entrypoint (tini, which reaps orphaned ffmpeg processes) stays PID 1.
+            assert "command" not in container, (name, container["name"])
+            script = repo_script(container["args"])
             assert script.is_file() and os.access(script, os.X_OK), f"{name}: {script} is not an executable script"
-    commands = {resources["Deployment", name]["spec"]["template"]["spec"]["containers"][0]["command"][0] for name in APP_ROLES}
+    commands = {resources["Deployment", name]["spec"]["template"]["spec"]["containers"][0]["args"][0] for name in APP_ROLES}
     assert commands == {f"/app/docker/bin/{role}" for role in ("web", "convert-worker", "notify-worker", "flower")}
 
 

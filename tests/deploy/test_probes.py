@@ -80,7 +80,7 @@ def test_liveness_fails_when_the_worker_hangs(worker, notify_probes):
 @pytest.fixture(scope="module")
 def wait_command() -> list[str]:
     init = find(kustomize_build(), "Deployment", "web")["spec"]["template"]["spec"]["initContainers"][0]
-    return repo_command(init["command"])
+    return repo_command(init["args"])
 
 
 def sqlite_env(tmp_path: Path) -> dict[str, str]:
