@@ -26,7 +26,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.factories import UserFactory
 from tests.media import make_media
-from tests.utils import free_port, wait_for
+from tests.utils import free_port, terminate, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -207,12 +207,7 @@ def s3_server(tmp_path_factory):
         server.client().create_bucket(Bucket=server.bucket)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout=10)
 
 
 @pytest.fixture
@@ -295,7 +290,11 @@ def start_worker(role: str, workdir: Path, *, start_new_session: bool = False, *
             raise AssertionError(f"{role} exited with {process.returncode}:\n{worker.log()[-3000:]}")
         return ready_file.exists()
 
-    wait_for(ready, timeout=60, message=f"{role} to be ready")
+    try:
+        wait_for(ready, timeout=60, message=f"{role} to be ready")
+    except AssertionError:
+        terminate(process)  # never leave a half-started worker holding its node name on the broker
+        raise
     return worker
 
 

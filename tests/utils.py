@@ -1,6 +1,8 @@
-"""Small helpers for tests: polling with a deadline instead of sleeping, the stored files, a free port."""
+"""Small helpers for tests: polling with a deadline instead of sleeping, the stored files, a free port, stopping a
+process."""
 
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,3 +40,13 @@ def wait_for(probe: Callable[[], T], *, timeout: float = 60, interval: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)  # the poll interval of a deadline loop, not a wait for an outcome
+
+
+def terminate(process, timeout: float = 30) -> None:
+    """SIGTERM a subprocess.Popen and reap it; SIGKILL it if it is still running after `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

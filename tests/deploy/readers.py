@@ -39,20 +39,24 @@ class Stage:
         return [arguments for name, arguments in self.instructions if name == keyword]
 
 
-def dockerfile_stages(path: Path = DOCKERFILE) -> list[Stage]:
-    """The build stages, each with its instructions (continuation lines joined, comments dropped, ARGs resolved)."""
-    logical, pending = [], ""
+def logical_lines(path: Path) -> list[str]:
+    """Shell or Dockerfile lines with comments and blank lines dropped and backslash continuations joined."""
+    lines, pending = [], ""
     for raw in path.read_text().splitlines():
         line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):  # a comment inside a continued instruction
+        if not line or line.startswith("#"):  # also a comment inside a continued instruction
             continue
         if line.endswith("\\"):
             pending += line[:-1] + " "
             continue
-        logical.append(pending + line)
+        lines.append(pending + line)
         pending = ""
+    return lines
+
+
+def dockerfile_stages(path: Path = DOCKERFILE) -> list[Stage]:
+    """The build stages, each with its instructions (continuation lines joined, comments dropped, ARGs resolved)."""
+    logical = logical_lines(path)
     global_args, stages = {}, []
     for line in logical:
         keyword, _, arguments = line.partition(" ")

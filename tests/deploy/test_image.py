@@ -34,6 +34,7 @@ from tests.deploy.readers import (
     apt_packages,
     compose,
     dockerfile_stages,
+    logical_lines,
     image_env,
     image_path,
 )
@@ -126,21 +127,6 @@ def test_requirements_pin_the_whole_dependency_closure():
 
 
 # --- Entrypoints as files --------------------------------------------------------------------------------------------
-def logical_lines(path: Path) -> list[str]:
-    """Shell lines with comments and blank lines dropped and backslash continuations joined."""
-    lines, pending = [], ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        lines.append(pending + line)
-        pending = ""
-    return lines
-
-
 @pytest.mark.parametrize("script", sorted(path.name for path in BIN.iterdir()))
 def test_every_script_is_executable_strict_posix_shell(script):
     path = BIN / script

@@ -2,7 +2,6 @@
 mid-file (ENOSPC), then is grown again. The job retries and ends done, and at no point does the API hand out a partial
 MP3."""
 
-import os
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path

@@ -28,7 +28,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from conversions.models import Conversion
 from tests.factories import PASSWORD, UserFactory
-from tests.utils import wait_for
+from tests.utils import terminate, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -380,12 +380,7 @@ def test_flower_as_the_procfile_runs_it_listens_on_localhost_only_and_requires_b
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
         assert b"flower-secret-passphrase" not in cmdline
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout=30)
 
 
 @pytest.mark.parametrize("value", [None, ""])
