@@ -158,7 +158,7 @@ class ClassicUploadView(ClassicView):
             (413, "text/plain"): plain("The file is larger than the MAX_UPLOAD_MB limit."),
             (415, "text/plain"): plain("Not a video or audio file this service can read."),
             (422, "text/plain"): plain("No audio track, or the trim lies outside the file."),
-            (503, "text/plain"): plain("The conversion queue is unavailable; nothing was kept."),
+            (503, "text/plain"): plain("The conversion queue, database or file storage is unavailable; nothing was kept."),
         },
     )
     def post(self, request):

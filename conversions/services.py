@@ -31,6 +31,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from . import engine
 from .models import Conversion, mp3_upload_to
+from .storage import STORAGE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ class QueueUnavailable(Exception):
     """The job could not be handed to the broker; nothing was kept."""
 
 
+class StorageUnavailable(Exception):
+    """The upload could not be stored (the file store is down, full or refusing); nothing was kept."""
+
+
 def clean_filename(name: str) -> str:
     """A display name that is safe to store and echo back: no directories, no control characters, at most 255."""
     name = unicodedata.normalize("NFC", name or "")
@@ -112,7 +117,12 @@ def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOpti
         source_size=upload.size,
         options=options.as_dict(),
     )
-    conversion.source.save(conversion.original_filename, upload, save=False)
+    try:
+        conversion.source.save(conversion.original_filename, upload, save=False)
+    except STORAGE_ERRORS as exc:
+        # The storages remove what they wrote of a failed save (GridFS and S3 abort, a folder's partial file goes).
+        logger.warning("upload %s: could not store the source: %r", conversion.pk, exc)
+        raise StorageUnavailable("File storage is unavailable right now. Nothing was stored; please try again shortly.") from exc
     try:
         with transaction.atomic():
             conversion.save(force_insert=True)

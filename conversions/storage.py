@@ -48,6 +48,10 @@ from storages.utils import clean_name
 
 logger = logging.getLogger(__name__)
 
+# What the storages raise when the store itself fails (a full or read-only disk, MongoDB or S3 unreachable or refusing),
+# as opposed to a bug: worth a retry in a task, a 503 at upload.
+STORAGE_ERRORS = (OSError, PyMongoError, BotoCoreError, ClientError)
+
 DEFAULT_DATABASE_NAME = "mp3converter"
 DEFAULT_BUCKET_NAME = "fs"
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5000

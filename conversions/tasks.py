@@ -2,20 +2,20 @@
 
 import logging
 
-from botocore.exceptions import BotoCoreError, ClientError
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
-from pymongo.errors import PyMongoError
 
 from mp3converter.joblog import job_context
+
+from .storage import STORAGE_ERRORS
 
 logger = logging.getLogger(__name__)
 
 # Errors of the storage (folder, GridFS, S3), database or network: worth retrying. Bad media never raises these (it
 # fails the job). An S3 ClientError may be a denied request too: retried like a folder that is not writable.
-TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError, PyMongoError, BotoCoreError, ClientError)
+TRANSIENT_ERRORS = (*STORAGE_ERRORS, OperationalError, InterfaceError)
 CONVERT_MAX_RETRIES = 5
 NOTIFY_MAX_RETRIES = 10
 INTERNAL_ERROR_MESSAGE = "The conversion failed because of a problem on our side. Please try again later."

@@ -96,7 +96,7 @@ class ConversionListCreateView(GenericAPIView):
                 description="The file has no audio stream (code no_audio_stream), or the trim lies outside it "
                 "(code trim_out_of_range).",
             ),
-            503: OpenApiResponse(ERROR_BODY, description="The queue is unavailable; nothing was stored."),
+            503: OpenApiResponse(ERROR_BODY, description="The queue, database or file storage is unavailable; nothing was stored."),
         },
     )
     def post(self, request):

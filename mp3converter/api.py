@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from conversions.engine import InvalidOption, MediaError, NoAudioStream, TrimOutOfRange
-from conversions.services import QueueUnavailable
+from conversions.services import QueueUnavailable, StorageUnavailable
 from conversions.uploads import UploadTooLarge
 
 
@@ -20,7 +20,7 @@ def error_status(exc: Exception) -> int | None:
         return status.HTTP_422_UNPROCESSABLE_ENTITY
     if isinstance(exc, MediaError):
         return status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
-    if isinstance(exc, QueueUnavailable | OperationalError | InterfaceError):
+    if isinstance(exc, QueueUnavailable | StorageUnavailable | OperationalError | InterfaceError):
         return status.HTTP_503_SERVICE_UNAVAILABLE
     return None
 
@@ -33,7 +33,8 @@ def error_code(exc: Exception) -> str:
         return exc.code
     if isinstance(exc, OperationalError | InterfaceError):
         return "database_unavailable"
-    return {UploadTooLarge: "file_too_large", QueueUnavailable: "queue_unavailable"}.get(type(exc), "error")
+    codes = {UploadTooLarge: "file_too_large", QueueUnavailable: "queue_unavailable", StorageUnavailable: "storage_unavailable"}
+    return codes.get(type(exc), "error")
 
 
 def error_message(exc: Exception) -> str:

@@ -16,7 +16,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from conversions.models import Conversion
 from mp3converter.api import DATABASE_UNAVAILABLE
-from tests.conftest import bearer_client
+from tests.conftest import bearer_client, s3_storage_config
 from tests.conversions.test_api_e2e import upload
 from tests.factories import UserFactory
 from tests.faults.helpers import (
@@ -227,4 +227,38 @@ def test_database_unreachable_during_upload(transactional_db, user, media, setti
         assert folder_stamp("sources") != sources_before, "the upload never reached the storage"
         assert stored_files() == files_before
 
+    assert Conversion.objects.count() == 0
+
+
+# --- 7. File storage unreachable or refusing at upload ---------------------------------------------------------------
+STORAGE_UNAVAILABLE = "File storage is unavailable right now. Nothing was stored; please try again shortly."
+
+
+@pytest.mark.parametrize("store", ["s3-server-down", "folder-not-a-directory"])
+def test_storage_unavailable_during_upload(store, transactional_db, user, media, settings, s3_credentials, tmp_path):
+    if store == "s3-server-down":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]  # nothing listens once the socket closes
+        settings.STORAGES = {
+            **settings.STORAGES, "default": s3_storage_config(endpoint_url=f"http://127.0.0.1:{closed}", bucket="files"),
+        }
+    else:
+        # A media "folder" that is a file: the store refuses every write, as a full or read-only disk would.
+        blocker = tmp_path / "media"
+        blocker.write_text("not a folder")
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(blocker)}},
+        }
+    source = media("mp4_aac")
+
+    native = upload(bearer_client(user), source)
+    assert native.status_code == 503, native.content
+    assert native.json() == {"code": "storage_unavailable", "detail": STORAGE_UNAVAILABLE}
+    assert native["Retry-After"]
+    classic = classic_upload(user, source)
+    assert classic.status_code == 503, classic.content
+    assert classic["Content-Type"].startswith("text/plain")
+    assert classic.content.decode() == STORAGE_UNAVAILABLE
     assert Conversion.objects.count() == 0
