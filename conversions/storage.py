@@ -116,7 +116,25 @@ def get_client(
     return client
 
 
-class GridFSFile(File):
+class ReadOnlyStoredFile(File):
+    """A stored file opened for reading from a remote store; `_stream()` opens a fresh stream of its content."""
+
+    def _stream(self):
+        raise NotImplementedError
+
+    def open(self, mode: str | None = None, *args: Any, **kwargs: Any):
+        # File.open() would reopen a closed file from the local filesystem;
+        # FieldFile.open() relies on this after a `with` block closed it.
+        if mode not in (None, *READ_MODES):
+            raise ValueError(f"Stored files can only be opened for reading, not {mode!r}.")
+        if self.closed:
+            self.file = self._stream()
+        else:
+            self.seek(0)
+        return self
+
+
+class GridFSFile(ReadOnlyStoredFile):
     """
     One stored GridFS file version opened for reading.
 
@@ -132,7 +150,7 @@ class GridFSFile(File):
     ) -> None:
         self._root_collection = root_collection
         self._file_document = file_document
-        super().__init__(self._grid_out(), name=name)
+        super().__init__(self._stream(), name=name)
         # File.size would otherwise fall back to os.path.getsize(name), which
         # could stat an unrelated local file with the same relative name.
         self.size = int(file_document["length"])
@@ -140,21 +158,11 @@ class GridFSFile(File):
         metadata = file_document.get("metadata") or {}
         self.content_type: str | None = metadata.get("contentType")
 
-    def _grid_out(self) -> GridOut:
+    def _stream(self) -> GridOut:
         # Built from the files document we already have: no extra query, and
         # a reopen reads the same version that size/content_type describe.
         return GridOut(self._root_collection, file_document=self._file_document)
 
-    def open(self, mode: str | None = None, *args: Any, **kwargs: Any) -> GridFSFile:
-        # File.open() would reopen a closed file from the local filesystem;
-        # FieldFile.open() relies on this after a `with` block closed it.
-        if mode not in (None, *READ_MODES):
-            raise ValueError(f"GridFS files can only be opened for reading, not {mode!r}.")
-        if self.closed:
-            self.file = self._grid_out()
-        else:
-            self.seek(0)
-        return self
 
 
 @deconstructible(path="conversions.storage.GridFSStorage")
@@ -471,7 +479,7 @@ class S3ObjectReader(io.RawIOBase):
             body.close()
 
 
-class S3ObjectFile(File):
+class S3ObjectFile(ReadOnlyStoredFile):
     """One stored S3 object opened for reading, with its size and content type from one HEAD request."""
 
     def __init__(self, storage: S3Storage, key: str, name: str) -> None:
@@ -486,25 +494,16 @@ class S3ObjectFile(File):
             raise
         self._etag: str = head["ETag"]
         self._object_size = int(head["ContentLength"])
-        super().__init__(self._reader(), name=name)
+        super().__init__(self._stream(), name=name)
         self.size = self._object_size
         self.mode = "rb"
         self.content_type: str | None = head.get("ContentType")
 
-    def _reader(self) -> S3ObjectReader:
+    def _stream(self) -> S3ObjectReader:
         return S3ObjectReader(
             self._client, bucket=self._bucket, key=self._key, size=self._object_size, etag=self._etag
         )
 
-    def open(self, mode: str | None = None, *args: Any, **kwargs: Any) -> S3ObjectFile:
-        # Same contract as GridFSFile.open(): FieldFile.open() reopens a closed file through here.
-        if mode not in (None, *READ_MODES):
-            raise ValueError(f"A stored S3 object opened for reading cannot be reopened as {mode!r}.")
-        if self.closed:
-            self.file = self._reader()
-        else:
-            self.seek(0)
-        return self
 
 
 @deconstructible(path="conversions.storage.S3Storage")
