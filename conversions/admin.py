@@ -1,7 +1,11 @@
 from django.contrib import admin, messages
 
+from mp3converter.errors import ErrorCode
+from notifications.selectors import notified_at
+from notifications.services import notification_resend
+
 from .models import Conversion
-from .services import conversion_cancel, conversion_resend_notification, conversion_retry
+from .services import conversion_cancel, conversion_retry
 
 
 @admin.register(Conversion)
@@ -14,15 +18,18 @@ class ConversionAdmin(admin.ModelAdmin):
     actions = ["retry_failed", "cancel", "resend_email"]
     readonly_fields = [
         "id", "owner", "original_filename", "stored_source", "source_size", "status", "progress", "attempt",
-        "error_code", "error_message", "error_detail", "stored_mp3", "mp3_size", "duration_seconds", "options",
-        "created_at", "started_at", "finished_at", "notified_at",
+        "error", "error_message", "error_detail", "stored_mp3", "mp3_size", "duration_seconds", "options",
+        "created_at", "started_at", "finished_at", "notified",
     ]
     fieldsets = (
         (None, {"fields": ("id", "owner", "original_filename", "status", "progress", "attempt", "options")}),
         ("Files", {"fields": ("stored_source", "source_size", "stored_mp3", "mp3_size", "duration_seconds")}),
-        ("Failure", {"fields": ("error_code", "error_message", "error_detail")}),
-        ("Timeline", {"fields": ("created_at", "started_at", "finished_at", "notified_at")}),
+        ("Failure", {"fields": ("error", "error_message", "error_detail")}),
+        ("Timeline", {"fields": ("created_at", "started_at", "finished_at", "notified")}),
     )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(notified_at=notified_at())
 
     # The stored names as text: the admin would link a file field to its URL, and the shared storages have none
     # (files are only served by the owner-checked download views).
@@ -33,6 +40,19 @@ class ConversionAdmin(admin.ModelAdmin):
     @admin.display(description="mp3")
     def stored_mp3(self, conversion):
         return conversion.mp3.name or "-"
+
+    @admin.display(description="error code")
+    def error(self, conversion):
+        if not conversion.error_code:
+            return "-"
+        try:
+            return f"{ErrorCode(conversion.error_code).label} ({conversion.error_code})"
+        except ValueError:  # a code a newer release wrote
+            return conversion.error_code
+
+    @admin.display(description="notified at")
+    def notified(self, conversion):
+        return conversion.notified_at or "-"
 
     def has_add_permission(self, request):
         return False  # jobs are created by uploads only
@@ -53,7 +73,7 @@ class ConversionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resend the notification email")
     def resend_email(self, request, queryset):
-        finished = queryset.filter(status__in=[Conversion.Status.DONE, Conversion.Status.FAILED])
+        finished = queryset.filter(status__in=Conversion.FINISHED)
         for conversion in finished:
-            conversion_resend_notification(conversion=conversion)
+            notification_resend(conversion=conversion, channel="email")
         self.message_user(request, f"{finished.count()} email(s) queued.")

@@ -1,20 +1,20 @@
 """A conversion job: one uploaded source, at most one MP3, and the state of the work in between."""
 
 import uuid
-from pathlib import PurePath
 
 from django.conf import settings
 from django.db import models
 
+from . import filenames
+
 
 def source_upload_to(instance: "Conversion", filename: str) -> str:
     # Stored names never contain the user's file name: it is kept in `original_filename` only.
-    return f"sources/{instance.id}"
+    return filenames.source_name(instance.id)
 
 
 def mp3_upload_to(instance: "Conversion", filename: str) -> str:
-    # One name per attempt: a late finish of an earlier attempt can never overwrite or delete a retry's MP3.
-    return f"mp3/{instance.id}-{instance.attempt}.mp3"
+    return filenames.output_name(instance.id, instance.attempt)
 
 
 class Conversion(models.Model):
@@ -24,15 +24,6 @@ class Conversion(models.Model):
         DONE = "done"
         FAILED = "failed"
         CANCELLED = "cancelled"
-
-    class ErrorCode(models.TextChoices):
-        NO_AUDIO_STREAM = "no_audio_stream"
-        UNSUPPORTED_MEDIA = "unsupported_media"
-        CORRUPT_MEDIA = "corrupt_media"
-        TRIM_OUT_OF_RANGE = "trim_out_of_range"
-        TIMEOUT = "timeout"
-        CANCELLED = "cancelled"
-        INTERNAL_ERROR = "internal_error"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversions")
@@ -47,7 +38,9 @@ class Conversion(models.Model):
     redeliveries = models.PositiveSmallIntegerField(default=0)
     # 0-100, from ffmpeg's progress output; written at most about once a second.
     progress = models.PositiveSmallIntegerField(default=0)
-    error_code = models.CharField(max_length=32, choices=ErrorCode.choices, blank=True)
+    # Why the job failed (or that it was cancelled): one of mp3converter.errors.ErrorCode, and its sentence. Not
+    # declared as choices, so that a new code needs no migration.
+    error_code = models.CharField(max_length=32, blank=True)
     error_message = models.TextField(blank=True)
     # ffmpeg's own words, for operators only (shown in the admin, never by the API).
     error_detail = models.TextField(blank=True)
@@ -58,13 +51,11 @@ class Conversion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    notified_at = models.DateTimeField(null=True, blank=True)
-    # Set while a notify task is sending the email, so two deliveries of it cannot both send.
-    notify_started_at = models.DateTimeField(null=True, blank=True)
 
     # Where a job may go from each state: the services only move a job along these edges.
     CANCELLABLE = (Status.QUEUED, Status.PROCESSING)
     RETRYABLE = (Status.FAILED, Status.CANCELLED)
+    FINISHED = (Status.DONE, Status.FAILED)
 
     class Meta:
         ordering = ["-created_at"]
@@ -76,5 +67,4 @@ class Conversion(models.Model):
     @property
     def mp3_filename(self) -> str:
         """The download name: the original name's stem with .mp3."""
-        stem = PurePath(self.original_filename.replace("\\", "/")).stem or "audio"
-        return f"{stem}.mp3"
+        return filenames.download_name(self.original_filename)

@@ -7,6 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 
+from mp3converter.errors import InternalError
 from mp3converter.joblog import job_context
 
 from .storage import STORAGE_ERRORS
@@ -17,14 +18,12 @@ logger = logging.getLogger(__name__)
 # fails the job). An S3 ClientError may be a denied request too: retried like a folder that is not writable.
 TRANSIENT_ERRORS = (*STORAGE_ERRORS, OperationalError, InterfaceError)
 CONVERT_MAX_RETRIES = 5
-NOTIFY_MAX_RETRIES = 10
-INTERNAL_ERROR_MESSAGE = "The conversion failed because of a problem on our side. Please try again later."
 
 
 @worker_process_init.connect
 def _sweep_stale_workdirs(**kwargs) -> None:
     # A new pool process often replaces one that was killed mid-conversion: clear what that one left behind.
-    from .services import workdirs_sweep
+    from .workdirs import workdirs_sweep
 
     workdirs_sweep()
 
@@ -44,20 +43,11 @@ def _convert(task, conversion_id: str, attempt: int | None) -> None:
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
         conversion_convert(conversion_id=conversion_id, attempt=attempt, redelivered=redelivered)
     except SoftTimeLimitExceeded:
-        timeout = ConversionTimeout()
-        conversion_mark_failed(
-            conversion_id=conversion_id, attempt=attempt, code=timeout.code, message=timeout.message
-        )
+        conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=ConversionTimeout())
     except TRANSIENT_ERRORS as exc:
         if task.request.retries >= task.max_retries:
             logger.exception("conversion %s: giving up after %d retries", conversion_id, task.request.retries)
-            conversion_mark_failed(
-                conversion_id=conversion_id,
-                attempt=attempt,
-                code="internal_error",
-                message=INTERNAL_ERROR_MESSAGE,
-                detail=repr(exc),
-            )
+            conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=InternalError(detail=repr(exc)))
             return
         # Exponential backoff with a cap: 10 s, 20 s, 40 s, ... at most 5 minutes.
         raise task.retry(exc=exc, countdown=min(300, 10 * 2**task.request.retries)) from exc
@@ -65,22 +55,4 @@ def _convert(task, conversion_id: str, attempt: int | None) -> None:
         # A bug rather than bad media or a flaky service: fail the job (the owner is told and it can be retried)
         # instead of leaving it "processing" forever.
         logger.exception("conversion %s: unexpected error", conversion_id)
-        conversion_mark_failed(
-            conversion_id=conversion_id, attempt=attempt, code="internal_error", message=INTERNAL_ERROR_MESSAGE,
-            detail=repr(exc),
-        )
-
-
-@shared_task(
-    bind=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=5,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=NOTIFY_MAX_RETRIES,
-)
-def notify_owner_task(self, conversion_id: str, attempt: int | None = None) -> None:
-    from .services import conversion_notify
-
-    with job_context(conversion_id):
-        conversion_notify(conversion_id=conversion_id, attempt=attempt)
+        conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=InternalError(detail=repr(exc)))

@@ -1,53 +1,35 @@
-"""API-wide error handling: domain exceptions become 4xx/5xx answers with a code and a message people understand."""
+"""Turning errors into API answers: what every surface shares, and the native API's handler (DRF's
+EXCEPTION_HANDLER). The classic API has its own handler, in plain text (conversions/api/classic.py)."""
 
 from django.db import InterfaceError, OperationalError
-from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from conversions.engine import InvalidOption, MediaError, NoAudioStream, TrimOutOfRange
-from conversions.services import QueueUnavailable, StorageUnavailable
-from conversions.uploads import UploadTooLarge
+from .errors import DatabaseUnavailable, ServiceError
 
 
-def error_status(exc: Exception) -> int | None:
-    """The HTTP status for a domain exception, or None if it is not one."""
-    if isinstance(exc, UploadTooLarge):
-        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    if isinstance(exc, InvalidOption):
-        return status.HTTP_400_BAD_REQUEST
-    if isinstance(exc, NoAudioStream | TrimOutOfRange):
-        return status.HTTP_422_UNPROCESSABLE_ENTITY
-    if isinstance(exc, MediaError):
-        return status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
-    if isinstance(exc, QueueUnavailable | StorageUnavailable | OperationalError | InterfaceError):
-        return status.HTTP_503_SERVICE_UNAVAILABLE
+def as_service_error(exc: Exception) -> ServiceError | None:
+    """The ServiceError an exception stands for, or None if it is not one of ours (DRF's own errors, a bug).
+
+    A database that cannot be reached surfaces as the driver's error, deep in any view: it is a 503 like the others,
+    told in our words, never the driver's.
+    """
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, OperationalError | InterfaceError):
+        return DatabaseUnavailable()
     return None
 
 
-DATABASE_UNAVAILABLE = "The database is unavailable right now. Nothing was stored; please try again shortly."
-
-
-def error_code(exc: Exception) -> str:
-    if isinstance(exc, MediaError):
-        return exc.code
-    if isinstance(exc, OperationalError | InterfaceError):
-        return "database_unavailable"
-    codes = {UploadTooLarge: "file_too_large", QueueUnavailable: "queue_unavailable", StorageUnavailable: "storage_unavailable"}
-    return codes.get(type(exc), "error")
-
-
-def error_message(exc: Exception) -> str:
-    """What to tell a person: never a driver's error text."""
-    return DATABASE_UNAVAILABLE if isinstance(exc, OperationalError | InterfaceError) else str(exc)
+def error_headers(error: ServiceError) -> dict[str, str]:
+    return {"Retry-After": str(error.retry_after)} if error.retry_after else {}
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, InvalidOption):
+    error = as_service_error(exc)
+    if error is None:
+        return drf_exception_handler(exc, context)
+    if error.field:
         # Reads like any other field error: {"audio_track": ["This file has 1 audio track: ..."]}.
-        return Response({exc.field: [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
-    code = error_status(exc)
-    if code is not None:
-        headers = {"Retry-After": "30"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
-        return Response({"code": error_code(exc), "detail": error_message(exc)}, status=code, headers=headers)
-    return drf_exception_handler(exc, context)
+        return Response({error.field: [error.message]}, status=error.status, headers=error_headers(error))
+    return Response({"code": error.code, "detail": error.message}, status=error.status, headers=error_headers(error))

@@ -17,6 +17,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def jobs():
+    """Conversion rows with `notified_at` (when the owner was told about the current attempt), as the API shows it."""
+    from conversions.models import Conversion
+    from notifications.selectors import notified_at
+
+    return Conversion.objects.annotate(notified_at=notified_at())
+
+
 def stored_files() -> set[str]:
     """Every file the default storage holds for jobs: `sources/…` and `mp3/…`."""
     from django.core.files.storage import default_storage

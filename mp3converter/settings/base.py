@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "accounts",
     "conversions",
+    "notifications",
 ]
 
 MIDDLEWARE = [

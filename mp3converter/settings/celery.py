@@ -61,6 +61,7 @@ CELERY_TASK_DEFAULT_ROUTING_KEY = "convert"
 CELERY_TASK_ROUTES = {
     "conversions.tasks.convert_video_task": {"queue": "convert"},
     "conversions.tasks.notify_owner_task": {"queue": "notify"},
+    "notifications.tasks.deliver_notification_task": {"queue": "notify"},
 }
 # Messages survive a broker restart (task_default_delivery_mode).
 CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"

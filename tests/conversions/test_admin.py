@@ -9,7 +9,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from conversions import services
+from conversions.services import lifecycle
 from conversions.models import Conversion
+from mp3converter.errors import InternalError
 from tests.conversions.test_api_e2e import upload
 from tests.factories import PASSWORD, ConversionFactory, UserFactory
 from tests.utils import wait_for
@@ -99,11 +101,11 @@ def test_retry_failed_converts_again_and_resend_email_sends_a_second_email(
 ):
     # A real upload whose queueing is held back, so the job is still queued when it is failed.
     with monkeypatch.context() as held:
-        held.setattr(services, "conversion_enqueue", lambda **kwargs: None)
+        held.setattr(lifecycle, "conversion_enqueue", lambda **kwargs: None)
         response = upload(api_client, media("mp4_aac"))
     assert response.status_code == 202, response.content
     job = Conversion.objects.get(pk=response.json()["id"])
-    assert services.conversion_mark_failed(conversion_id=job.id, code="internal_error", message="Boom.", detail="x")
+    assert services.conversion_mark_failed(conversion_id=job.id, error=InternalError("Boom.", detail="x"))
 
     assert run_action(admin_client, "retry_failed", job) == ["1 conversion(s) queued again; 0 skipped (not failed or cancelled)."]
     wait_for(lambda: status_of(job.id) == Conversion.Status.DONE, timeout=90, message="the retried job to finish")

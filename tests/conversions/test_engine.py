@@ -69,7 +69,7 @@ def ffmpeg_processes(monkeypatch):
             super().__init__(*args, **kwargs)
             started.append(self)
 
-    monkeypatch.setattr(engine.subprocess, "Popen", RecordingPopen)
+    monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
     return started
 
 
@@ -792,8 +792,11 @@ def test_cancel_removes_the_cover_picture(media, tmp_path, ffmpeg_processes):
     ],
 )
 def test_output_options_validation(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidOption) as refused:
         OutputOptions(**kwargs)
+    # It names the field at fault: the later one of two that clash.
+    assert refused.value.field == list(kwargs)[-1]
+    assert refused.value.field in refused.value.message
 
 
 @pytest.mark.parametrize(
@@ -819,7 +822,7 @@ def test_output_options_from_dict_ignores_unknown_and_empty_keys():
     restored = OutputOptions.from_dict({"bitrate_kbps": None, "vbr_quality": 4, "other": "x"})
     assert restored == OutputOptions(vbr_quality=4)
     assert OutputOptions.from_dict({}) == OutputOptions()
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidOption):
         OutputOptions.from_dict({"bitrate_kbps": 100})
 
 

@@ -14,7 +14,7 @@ from conversions.models import Conversion
 from tests.conversions.test_api_e2e import mp3_bytes, upload, wait_finished
 from tests.factories import PASSWORD, ConversionFactory
 from tests.media import decoded_duration, probe_output
-from tests.utils import stored_files, wait_for
+from tests.utils import jobs, stored_files, wait_for
 
 # The applied-options case: a 3 s video, trimmed to 0.5-2.5 s, mono 22050 Hz, tagged in several scripts, with a cover.
 TAGS = {"title": "Ünïcødé — 日本語のタイトル", "artist": "Björk & 坂本龍一", "album": "Ålbum № 5 ✓"}
@@ -270,7 +270,7 @@ def test_cancel_stops_ffmpeg_and_keeps_nothing_then_retry_converts(live_workers,
     # The chain's notify step runs once the stopped conversion returns; it must send nothing for a cancelled job.
     wait_for(lambda: tasks_succeeded(notifier, "notify_owner_task", since=notify_log_before), timeout=30,
              message="the notify step of the cancelled job to run")
-    cancelled = Conversion.objects.get(pk=job["id"])
+    cancelled = jobs().get(pk=job["id"])
     assert cancelled.status == Conversion.Status.CANCELLED
     assert not cancelled.mp3
     assert not default_storage.exists(f"mp3/{job['id']}-1.mp3")

@@ -3,31 +3,31 @@ store files run once with the folder storage and once with S3 (moto's server).""
 
 import io
 import shutil
-import socket
 import uuid
 from contextlib import contextmanager
 
 import pytest
-from django.core import mail
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from kombu.exceptions import OperationalError as BrokerError
 
-from conversions import engine, services
+from conversions import engine
+from conversions.filenames import clean_filename
 from conversions.models import Conversion
-from conversions.storage import S3Storage
 from conversions.services import (
-    QueueUnavailable,
-    clean_filename,
     conversion_convert,
     conversion_create,
     conversion_delete,
     conversion_mark_failed,
-    conversion_notify,
     conversion_retry,
+    lifecycle,
 )
+from conversions.storage import S3Storage
+from mp3converter.errors import InternalError, QueueUnavailable, ServiceError
+from notifications.models import Delivery
 from tests.media import decoded_duration, probe_output
+from tests.utils import jobs
 
 Status = Conversion.Status
 
@@ -86,53 +86,6 @@ def queued(storage, user, media):
             default_storage.delete(f"mp3/{name}")
 
 
-@pytest.fixture
-def locmem_email(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    mail.outbox = []
-    return mail.outbox
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-# --- clean_filename --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("clip.mp4", "clip.mp4"),
-        ("../../etc/passwd.mp4", "passwd.mp4"),
-        ("/abs/path/video.mkv", "video.mkv"),
-        ("C:\\Users\\me\\Videos\\holiday.mov", "holiday.mov"),
-        ("", "upload"),
-        ("\n\t", "upload"),
-        ("Ünïcødé 日本.mp4", "Ünïcødé 日本.mp4"),
-        ("e\u0301te\u0301.mp4", "\u00e9t\u00e9.mp4"),  # NFC
-    ],
-)
-def test_clean_filename(name, expected):
-    assert clean_filename(name) == expected
-
-
-def test_clean_filename_removes_control_characters():
-    cleaned = clean_filename("evil\r\nSubject: injected\x00\x1b[31m.mp4")
-    assert not any(ord(char) < 32 or ord(char) == 127 for char in cleaned)
-    assert cleaned.startswith("evil") and cleaned.endswith(".mp4")
-    assert "Subject: injected" in cleaned
-
-
-def test_clean_filename_truncates_long_unicode_names_keeping_the_extension():
-    name = "日本語のとても長い名前" * 30 + ".mp4"
-    assert len(name) > 300
-    cleaned = clean_filename(name)
-    assert len(cleaned) == 255
-    assert cleaned.endswith(".mp4")
-    assert cleaned[:-4] == name[:251]
-
-
 # --- conversion_create -----------------------------------------------------------------------------------------
 def test_create_stores_the_source_and_queues_the_job(db, user, media, queued):
     conversion = queued("mkv_opus", bitrate_kbps=192)
@@ -172,7 +125,7 @@ def test_create_with_a_broker_that_refuses(storage, transactional_db, user, medi
         published.append(conversion_id)
         raise BrokerError("[Errno 111] Connection refused")
 
-    monkeypatch.setattr(services, "conversion_enqueue", refuse)
+    monkeypatch.setattr(lifecycle, "conversion_enqueue", refuse)
     before = stored("sources")
     with uploaded(media("mp4_aac")) as upload, pytest.raises(QueueUnavailable):
         conversion_create(owner=user, upload=upload, options=engine.OutputOptions())
@@ -190,7 +143,7 @@ def test_create_publishes_after_commit(storage, transactional_db, user, media, m
         assert Conversion.objects.filter(pk=conversion_id, status=Status.QUEUED).exists()
         published.append(conversion_id)
 
-    monkeypatch.setattr(services, "conversion_enqueue", record)
+    monkeypatch.setattr(lifecycle, "conversion_enqueue", record)
     with uploaded(media("mp4_aac")) as upload:
         conversion = conversion_create(owner=user, upload=upload, options=engine.OutputOptions())
     try:
@@ -296,7 +249,7 @@ def test_convert_of_bad_media_fails_the_job(storage, db, user, media, spec, code
 @pytest.mark.parametrize("status", [Status.QUEUED, Status.PROCESSING])
 def test_mark_failed_fails_unfinished_jobs(db, user, status):
     conversion = Conversion.objects.create(owner=user, original_filename="a.mp4", status=status)
-    assert conversion_mark_failed(conversion_id=conversion.id, code="timeout", message="Too slow.", detail="ffmpeg")
+    assert conversion_mark_failed(conversion_id=conversion.id, error=engine.ConversionTimeout("Too slow.", detail="ffmpeg"))
     row = Conversion.objects.get(pk=conversion.pk)
     assert (row.status, row.error_code, row.error_message) == (Status.FAILED, "timeout", "Too slow.")
     assert row.error_detail == "ffmpeg"
@@ -307,62 +260,11 @@ def test_mark_failed_fails_unfinished_jobs(db, user, status):
 def test_mark_failed_does_not_regress_finished_jobs(db, user, status):
     error_code = "corrupt_media" if status == Status.FAILED else ""
     conversion = Conversion.objects.create(owner=user, original_filename="a.mp4", status=status, error_code=error_code)
-    assert not conversion_mark_failed(conversion_id=conversion.id, code="timeout", message="Too slow.")
+    assert not conversion_mark_failed(conversion_id=conversion.id, error=engine.ConversionTimeout("Too slow."))
     row = Conversion.objects.get(pk=conversion.pk)
     assert row.status == status
     assert row.error_code == error_code
-    assert not conversion_mark_failed(conversion_id=uuid.uuid4(), code="timeout", message="gone")
-
-
-# --- conversion_notify -----------------------------------------------------------------------------------------
-def test_notify_sends_once(db, user, locmem_email):
-    conversion = Conversion.objects.create(owner=user, original_filename="clip.mp4", status=Status.DONE)
-    conversion_notify(conversion_id=conversion.id)
-    assert len(locmem_email) == 1
-    message = locmem_email[0]
-    assert message.to == [user.email]
-    assert message.subject == "MP3 Download"
-    assert f"mp3 file_id: {conversion.id} is now ready!" in message.body
-    assert f"/download?fid={conversion.id}" in message.body
-    notified_at = Conversion.objects.get(pk=conversion.pk).notified_at
-    assert notified_at is not None
-
-    conversion_notify(conversion_id=conversion.id)
-    assert len(locmem_email) == 1
-    assert Conversion.objects.get(pk=conversion.pk).notified_at == notified_at
-
-
-def test_notify_of_a_failed_job(db, user, locmem_email):
-    conversion = Conversion.objects.create(
-        owner=user, original_filename="clip.mp4", status=Status.FAILED, error_code="no_audio_stream",
-        error_message=engine.NoAudioStream.message,
-    )
-    conversion_notify(conversion_id=conversion.id)
-    [message] = locmem_email
-    assert message.subject == "MP3 conversion failed"
-    assert engine.NoAudioStream.message in message.body
-
-
-@pytest.mark.parametrize("status", [Status.QUEUED, Status.PROCESSING])
-def test_notify_waits_for_a_finished_job(db, user, locmem_email, status):
-    conversion = Conversion.objects.create(owner=user, original_filename="clip.mp4", status=status)
-    conversion_notify(conversion_id=conversion.id)
-    conversion_notify(conversion_id=uuid.uuid4())
-    assert locmem_email == []
-    assert Conversion.objects.get(pk=conversion.pk).notified_at is None
-
-
-def test_notify_smtp_failure_raises_and_keeps_the_job_unnotified(db, user, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", closed_port()
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_TIMEOUT = 5
-    conversion = Conversion.objects.create(owner=user, original_filename="clip.mp4", status=Status.DONE)
-    with pytest.raises(OSError):  # ConnectionRefusedError; the notify task retries OSErrors
-        conversion_notify(conversion_id=conversion.id)
-    row = Conversion.objects.get(pk=conversion.pk)
-    assert row.status == Status.DONE
-    assert row.notified_at is None
+    assert not conversion_mark_failed(conversion_id=uuid.uuid4(), error=ServiceError("gone"))
 
 
 # --- conversion_delete -----------------------------------------------------------------------------------------
@@ -386,16 +288,19 @@ def test_delete_of_a_job_without_files(db, user):
 # --- conversion_retry ------------------------------------------------------------------------------------------
 def test_retry_requeues_a_failed_job(db, user, monkeypatch, django_capture_on_commit_callbacks):
     published = []
-    monkeypatch.setattr(services, "conversion_enqueue", lambda *, conversion_id, attempt: published.append((conversion_id, attempt)))
+    monkeypatch.setattr(lifecycle, "conversion_enqueue", lambda *, conversion_id, attempt: published.append((conversion_id, attempt)))
     conversion = Conversion.objects.create(owner=user, original_filename="a.mp4", options={"vbr_quality": 2})
-    conversion_mark_failed(conversion_id=conversion.id, code="internal_error", message="Oops.", detail="trace")
-    Conversion.objects.filter(pk=conversion.pk).update(notified_at=conversion.created_at)
+    conversion_mark_failed(conversion_id=conversion.id, error=InternalError("Oops.", detail="trace"))
+    # The owner was told about the failed attempt 1.
+    Delivery.objects.create(conversion=conversion, channel="email", attempt=1, state=Delivery.State.DELIVERED,
+                            delivered_at=conversion.created_at)
+    assert jobs().get(pk=conversion.pk).notified_at is not None
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert conversion_retry(conversion=conversion)
     assert len(callbacks) == 1
     assert published == [(conversion.pk, 2)]  # a new attempt: stale messages of attempt 1 change nothing
-    row = Conversion.objects.get(pk=conversion.pk)
+    row = jobs().get(pk=conversion.pk)
     assert row.status == Status.QUEUED
     assert row.attempt == 2
     assert (row.error_code, row.error_message, row.error_detail) == ("", "", "")
@@ -405,7 +310,7 @@ def test_retry_requeues_a_failed_job(db, user, monkeypatch, django_capture_on_co
 @pytest.mark.parametrize("status", [Status.QUEUED, Status.PROCESSING, Status.DONE])
 def test_retry_leaves_other_jobs_alone(db, user, monkeypatch, django_capture_on_commit_callbacks, status):
     published = []
-    monkeypatch.setattr(services, "conversion_enqueue", lambda *, conversion_id, attempt: published.append((conversion_id, attempt)))
+    monkeypatch.setattr(lifecycle, "conversion_enqueue", lambda *, conversion_id, attempt: published.append((conversion_id, attempt)))
     conversion = Conversion.objects.create(owner=user, original_filename="a.mp4", status=status)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert not conversion_retry(conversion=conversion)

@@ -33,7 +33,7 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 
-from conversions import storage as storage_module
+from conversions.storage import gridfs as gridfs_module
 from conversions.storage import GridFSStorage, S3Storage
 from tests.conftest import S3_TEST_REGION
 
@@ -130,12 +130,12 @@ def make_gridfs_storage(
     # A private client cache per test: each mongomock client has its own
     # in-memory store, and clients made under a faked pid must not leak.
     clients: dict[Any, Any] = {}
-    monkeypatch.setattr(storage_module, "_clients", clients)
+    monkeypatch.setattr(gridfs_module, "_clients", clients)
     # pymongo buffers chunks (up to 48 MB) before inserting them; make it
     # insert each chunk at once so a failed upload really has chunks to clean up.
     monkeypatch.setattr(pymongo_grid_file, "_UPLOAD_BUFFER_SIZE", 0)
     if REAL_MONGODB_URI is None:
-        monkeypatch.setattr(storage_module, "client_factory", mongomock.MongoClient)
+        monkeypatch.setattr(gridfs_module, "client_factory", mongomock.MongoClient)
 
     created: list[GridFSStorage] = []
 

@@ -13,7 +13,7 @@ from django.core.files.storage import default_storage
 
 from conversions.models import Conversion
 from tests.conftest import WorkerProcess
-from tests.utils import wait_for
+from tests.utils import jobs, wait_for
 
 
 # --- Processes ---------------------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def emails_about(mailbox, job_id) -> list:
 
 
 def row(job_id) -> Conversion:
-    return Conversion.objects.get(pk=job_id)
+    return jobs().get(pk=job_id)
 
 
 def assert_finished_exactly_once(job_id, owner_email: str, mailbox) -> Conversion:

@@ -15,7 +15,8 @@ from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
 from conversions.models import Conversion
-from mp3converter.api import DATABASE_UNAVAILABLE
+from mp3converter.errors import DatabaseUnavailable
+from notifications.models import Delivery
 from tests.conftest import bearer_client, s3_storage_config
 from tests.conversions.test_api_e2e import upload
 from tests.factories import UserFactory
@@ -28,6 +29,7 @@ from tests.faults.helpers import (
     stored_mp3s,
     upload_job,
 )
+from tests.utils import jobs as annotated_jobs
 from tests.utils import stored_files, wait_for
 
 pytestmark = [pytest.mark.faults]
@@ -63,7 +65,7 @@ def test_smtp_down_then_back_sends_every_email_once(live_workers, media, mailbox
         jobs = [upload_job(bearer_client(owner), media("mp4_aac")) for owner in owners]
 
         def converted_and_waiting_to_notify():
-            rows = list(Conversion.objects.filter(pk__in=jobs))
+            rows = list(annotated_jobs().filter(pk__in=jobs))
             return len(rows) == len(jobs) and all(row.status == "done" and row.notified_at is None for row in rows)
 
         wait_for(converted_and_waiting_to_notify, timeout=60, message="the jobs to be done, not notified")
@@ -74,13 +76,13 @@ def test_smtp_down_then_back_sends_every_email_once(live_workers, media, mailbox
         assert converted_and_waiting_to_notify()
         assert not any(emails_about(mailbox, job) for job in jobs)
         # A failed send releases its claim, so the retry can send (a claim left set would hold the email 5 minutes).
-        wait_for(lambda: not Conversion.objects.filter(pk__in=jobs, notify_started_at__isnull=False).exists(),
+        wait_for(lambda: not Delivery.objects.filter(conversion__in=jobs, state=Delivery.State.CLAIMED).exists(),
                  timeout=10, message="the failed sends to release their claims")
         start_smtp(mailbox)
 
     # The retries back off (5 s, 10 s, 20 s ... with jitter): every email arrives within the deadline, once.
     wait_for(lambda: all(emails_about(mailbox, job) for job in jobs), timeout=90, message="every owner's email")
-    wait_for(lambda: Conversion.objects.filter(pk__in=jobs, notified_at__isnull=False).count() == len(jobs),
+    wait_for(lambda: annotated_jobs().filter(pk__in=jobs, notified_at__isnull=False).count() == len(jobs),
              timeout=10, message="notified_at on every job")
     for job, owner in zip(jobs, owners):
         assert_finished_exactly_once(job, owner.email, mailbox)
@@ -132,7 +134,7 @@ def test_rabbitmq_restart_with_queued_jobs(convert_workers, live_workers, api_cl
     convert_workers(concurrency=2)
 
     def all_notified():
-        return Conversion.objects.filter(pk__in=jobs, status="done", notified_at__isnull=False).count() == len(jobs)
+        return annotated_jobs().filter(pk__in=jobs, status="done", notified_at__isnull=False).count() == len(jobs)
 
     wait_for(all_notified, timeout=120, interval=0.5, message=f"all {len(jobs)} jobs to be done and notified")
     assert not Conversion.objects.filter(pk__in=jobs).exclude(status="done").exists()
@@ -191,14 +193,14 @@ def folder_stamp(name: str) -> int | None:
 
 def assert_database_unavailable_json(response) -> None:
     assert response.status_code == 503, response.content
-    assert response.json() == {"code": "database_unavailable", "detail": DATABASE_UNAVAILABLE}
+    assert response.json() == {"code": "database_unavailable", "detail": DatabaseUnavailable.message}
     assert response["Retry-After"]
 
 
 def assert_database_unavailable_text(response) -> None:
     assert response.status_code == 503, response.content
     assert response["Content-Type"].startswith("text/plain")
-    assert response.content.decode() == DATABASE_UNAVAILABLE
+    assert response.content.decode() == DatabaseUnavailable.message
 
 
 def test_database_unreachable_during_upload(transactional_db, user, media, settings):

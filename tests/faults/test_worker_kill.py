@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 
 from conversions.models import Conversion
+from mp3converter.errors import ErrorCode
 from tests.conftest import bearer_client
 from tests.conversions.test_options_api import wait_running
 from tests.factories import UserFactory
@@ -163,7 +164,7 @@ def test_job_that_kills_its_worker_every_time_stops_after_the_redelivery_limit(c
 
     failed = row(job_id)
     assert failed.status == Conversion.Status.FAILED
-    assert failed.error_code == Conversion.ErrorCode.INTERNAL_ERROR
+    assert failed.error_code == ErrorCode.INTERNAL_ERROR
     assert "stopped the worker every time" in failed.error_message
     assert failed.redeliveries == limit + 1  # counted on each redelivery; the one past the limit fails the job
     assert len(starts) == limit + 1, starts  # the first delivery and `limit` redeliveries

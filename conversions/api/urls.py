@@ -1,6 +1,9 @@
+"""The routes of both APIs: the native one under /api/conversions/, the classic one at the site's root."""
+
 from django.urls import path
 
-from .views import (
+from .classic import ClassicDownloadView, ClassicLoginView, ClassicUploadView
+from .native import (
     ConversionCancelView,
     ConversionDetailView,
     ConversionDownloadView,
@@ -14,4 +17,11 @@ urlpatterns = [
     path("<str:conversion_id>/download/", ConversionDownloadView.as_view(), name="conversion-download"),
     path("<str:conversion_id>/cancel/", ConversionCancelView.as_view(), name="conversion-cancel"),
     path("<str:conversion_id>/retry/", ConversionRetryView.as_view(), name="conversion-retry"),
+]
+
+# Exact paths without trailing slashes, as the classic API's clients call them.
+classic_urlpatterns = [
+    path("login", ClassicLoginView.as_view(), name="classic-login"),
+    path("upload", ClassicUploadView.as_view(), name="classic-upload"),
+    path("download", ClassicDownloadView.as_view(), name="classic-download"),
 ]

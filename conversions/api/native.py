@@ -1,36 +1,32 @@
-"""The native REST API for conversions. Every view is scoped to the signed-in owner."""
+"""The native REST API for conversions. Every view is scoped to the signed-in owner; errors are ServiceErrors,
+answered by mp3converter.api.exception_handler."""
 
+from django.db import transaction
 from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.generics import GenericAPIView
-from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .http import file_download_response
-from .models import Conversion
-from .selectors import conversion_get, conversion_list
+from mp3converter.errors import InvalidRequest, InvalidState
+
+from ..engine import MP3
+from ..models import Conversion
+from ..selectors import conversion_get, conversion_list
+from ..services import conversion_cancel, conversion_create, conversion_delete, conversion_retry
+from .downloads import IgnoreAcceptHeader, mp3_download
 from .serializers import ConversionCreateInputSerializer, ConversionOutputSerializer
-from .services import conversion_cancel, conversion_create, conversion_delete, conversion_retry
 
-
-class NotReady(APIException):
-    """The job is not in a state that allows this (409)."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-
-
-# Documented error answers (schema only). The API's errors are `{"detail"}`, plus `code` for media errors
-# (mp3converter.api.exception_handler), or `{field: [messages]}` for a bad request.
+# Documented error answers (schema only). Errors are `{"code", "detail"}` (mp3converter.api.exception_handler), or
+# `{field: [messages]}` for a bad request.
 ERROR_BODY = inline_serializer(
     "Error",
     {
-        "code": serializers.CharField(required=False, help_text="Set for media errors, e.g. unsupported_media."),
+        "code": serializers.CharField(required=False, help_text="What went wrong, e.g. unsupported_media."),
         "detail": serializers.CharField(),
     },
 )
@@ -48,16 +44,9 @@ def get_owned_or_404(request, conversion_id) -> Conversion:
     return conversion
 
 
-def mp3_download(request, conversion: Conversion):
-    """The finished MP3 as a streamed, range-capable download; 409 while the job is not done."""
-    if conversion.status != Conversion.Status.DONE or not conversion.mp3:
-        raise NotReady(f"The MP3 is not ready: the conversion is {conversion.status}.")
-    return file_download_response(
-        request,
-        file=conversion.mp3.open("rb"),
-        size=conversion.mp3_size,
-        etag=f"{conversion.id.hex}-{int(conversion.finished_at.timestamp() * 1000)}",
-        filename=conversion.mp3_filename,
+def job_response(request, conversion: Conversion, status_code: int = status.HTTP_200_OK, **headers) -> Response:
+    return Response(
+        ConversionOutputSerializer(conversion, context={"request": request}).data, status=status_code, headers=headers
     )
 
 
@@ -102,22 +91,20 @@ class ConversionListCreateView(GenericAPIView):
     def post(self, request):
         if len(request.FILES.getlist("file")) > 1:
             # Ambiguous: refuse it rather than silently convert one of the files (the last, as QueryDict picks).
-            raise ValidationError({"file": ["Send exactly one file."]})
+            raise InvalidRequest("Send exactly one file.", field="file")
         serializer = ConversionCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         conversion = conversion_create(
             owner=request.user, upload=serializer.validated_data["file"], options=serializer.to_options()
         )
-        headers = {"Location": f"/api/conversions/{conversion.id}/"}
-        data = ConversionOutputSerializer(conversion, context={"request": request}).data
-        return Response(data, status=status.HTTP_202_ACCEPTED, headers=headers)
+        location = reverse("conversion-detail", args=[conversion.id])
+        return job_response(request, conversion, status.HTTP_202_ACCEPTED, Location=location)
 
 
 class ConversionDetailView(APIView):
     @extend_schema(responses={200: ConversionOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND})
     def get(self, request, conversion_id):
-        conversion = get_owned_or_404(request, conversion_id)
-        return Response(ConversionOutputSerializer(conversion, context={"request": request}).data)
+        return job_response(request, get_owned_or_404(request, conversion_id))
 
     @extend_schema(responses={204: None, 401: UNAUTHENTICATED, 404: NOT_FOUND})
     def delete(self, request, conversion_id):
@@ -125,27 +112,17 @@ class ConversionDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class IgnoreAcceptHeader(BaseContentNegotiation):
-    """A download answers with the file whatever the client's Accept header says; errors fall back to JSON."""
-
-    def select_parser(self, request, parsers):
-        return parsers[0]
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
-
-
 class ConversionDownloadView(APIView):
     content_negotiation_class = IgnoreAcceptHeader
 
     @extend_schema(
         responses={
-            (200, "audio/mpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
-            (206, "audio/mpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            (200, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
+            (206, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
             304: OpenApiResponse(description="If-None-Match matched the ETag."),
             401: UNAUTHENTICATED,
             404: NOT_FOUND,
-            409: OpenApiResponse(ERROR_BODY, description="The conversion is not done yet."),
+            409: OpenApiResponse(ERROR_BODY, description="The conversion is not done yet (code invalid_state)."),
             (416, "text/plain"): OpenApiResponse(str, description="The Range lies outside the file."),
         }
     )
@@ -160,12 +137,14 @@ class ConversionTransitionView(APIView):
     refused = ""  # the 409 message, formatted with the job's status
 
     def post(self, request, conversion_id):
-        conversion = get_owned_or_404(request, conversion_id)
-        moved = self.transition(conversion=conversion)
-        conversion.refresh_from_db()
+        # One transaction: the answer shows the job as the transition left it, read before a retried job is queued
+        # (on commit), so never as a worker has already changed it.
+        with transaction.atomic():
+            moved = self.transition(conversion=get_owned_or_404(request, conversion_id))
+            conversion = get_owned_or_404(request, conversion_id)
         if not moved:
-            raise NotReady(self.refused.format(status=conversion.status))
-        return Response(ConversionOutputSerializer(conversion, context={"request": request}).data, status=202)
+            raise InvalidState(self.refused.format(status=conversion.status))
+        return job_response(request, conversion, status.HTTP_202_ACCEPTED)
 
 
 def transition_schema(summary: str, refused: str):
@@ -177,7 +156,7 @@ def transition_schema(summary: str, refused: str):
                 202: ConversionOutputSerializer,
                 401: UNAUTHENTICATED,
                 404: NOT_FOUND,
-                409: OpenApiResponse(ERROR_BODY, description=refused),
+                409: OpenApiResponse(ERROR_BODY, description=f"{refused} (code invalid_state)"),
             },
         )
     )

@@ -1,4 +1,4 @@
-"""HTTP helpers for serving converted files as downloads.
+"""Serving converted files as downloads: `mp3_download` for a job, on `file_download_response`.
 
 ``file_download_response`` turns an already opened binary file-like object
 (a Django ``File`` wrapping a GridFS ``GridOut``, a local file, ...) into a
@@ -30,8 +30,14 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.utils.http import content_disposition_header, parse_etags
+from rest_framework.negotiation import BaseContentNegotiation
 
-__all__ = ["file_download_response"]
+from mp3converter.errors import InvalidState
+
+from ..engine import MP3
+from ..models import Conversion
+
+__all__ = ["IgnoreAcceptHeader", "file_download_response", "mp3_download"]
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
@@ -170,7 +176,7 @@ def file_download_response(
     size: int,
     etag: str,
     filename: str,
-    content_type: str = "audio/mpeg",
+    content_type: str = MP3.mime_type,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> HttpResponseBase:
     """Serve ``file`` (``size`` bytes) as an attachment named ``filename``.
@@ -278,3 +284,28 @@ def _build_response(
     if status == 206:
         response.headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
     return response
+
+
+def mp3_download(request: HttpRequest, conversion: Conversion) -> HttpResponseBase:
+    """The job's finished MP3 as a streamed, range-capable download; InvalidState (409) while it is not done."""
+    if conversion.status != Conversion.Status.DONE or not conversion.mp3:
+        raise InvalidState(f"The MP3 is not ready: the conversion is {conversion.status}.")
+    return file_download_response(
+        request,
+        file=conversion.mp3.open("rb"),
+        size=conversion.mp3_size,
+        etag=f"{conversion.id.hex}-{int(conversion.finished_at.timestamp() * 1000)}",
+        filename=conversion.mp3_filename,
+        content_type=MP3.mime_type,
+    )
+
+
+class IgnoreAcceptHeader(BaseContentNegotiation):
+    """A download answers with the file whatever the client's Accept header says; errors fall back to the view's
+    first renderer."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type

@@ -3,6 +3,8 @@
     POST /login              HTTP Basic (email:password)  -> 200, the raw JWT
     POST /upload             Bearer JWT, one multipart file -> 200 "success! fid=<id>"
     GET  /download?fid=<id>  Bearer JWT                    -> 200 audio/mpeg
+
+Its bodies and statuses are a contract: `ClassicView.handle_exception` is its one error handler.
 """
 
 import base64
@@ -10,6 +12,7 @@ import binascii
 
 from django.conf import settings
 from django.http import Http404, HttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -23,19 +26,14 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidTok
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.selectors import user_authenticate
-from mp3converter.api import error_message, error_status
+from mp3converter.api import as_service_error, error_headers
+from mp3converter.errors import InvalidRequest, NotAuthenticated, PermissionDenied
 
-from .selectors import conversion_get
+from ..engine import MP3
+from ..selectors import conversion_get
+from ..services import conversion_create
+from .downloads import IgnoreAcceptHeader, mp3_download
 from .serializers import ConversionOptionsInputSerializer
-from .services import conversion_create
-from .views import IgnoreAcceptHeader, NotReady, mp3_download
-
-
-class ClassicError(Exception):
-    def __init__(self, status_code: int, message: str):
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
 
 
 class PlainTextRenderer(BaseRenderer):
@@ -73,15 +71,13 @@ class ClassicView(APIView):
     content_negotiation_class = IgnoreAcceptHeader
 
     def handle_exception(self, exc):
-        if isinstance(exc, ClassicError):
-            headers = {"WWW-Authenticate": 'Basic realm="mp3converter"'} if exc.status_code == 401 else {}
-            return text(exc.message, exc.status_code, **headers)
-        if (code := error_status(exc)) is not None:
-            return text(error_message(exc), code)
+        if (error := as_service_error(exc)) is not None:
+            headers = error_headers(error)
+            if error.status == status.HTTP_401_UNAUTHORIZED:
+                headers["WWW-Authenticate"] = 'Basic realm="mp3converter"'
+            return text(error.message, error.status, **headers)
         if isinstance(exc, Http404):
             return text("not found", status.HTTP_404_NOT_FOUND)
-        if isinstance(exc, NotReady):
-            return text(str(exc.detail), exc.status_code)
         if isinstance(exc, exceptions.Throttled):
             wait = f"{exc.wait or 60:.0f}"
             return text(f"too many attempts, try again in {wait} seconds", 429, **{"Retry-After": wait})
@@ -93,19 +89,19 @@ class ClassicView(APIView):
         """The user behind the Bearer token, with the classic API's exact statuses and bodies."""
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
-            raise ClassicError(401, "missing credentials")
+            raise NotAuthenticated("missing credentials")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ClassicError(403, "not authorized")
+            raise PermissionDenied("not authorized")
         authenticator = JWTAuthentication()
         try:
             user = authenticator.get_user(authenticator.get_validated_token(token.strip().encode()))
         except (InvalidToken, AuthenticationFailed, TokenError):
-            raise ClassicError(403, "not authorized") from None
+            raise PermissionDenied("not authorized") from None
         if not user.is_active:
-            raise ClassicError(403, "not authorized")
+            raise PermissionDenied("not authorized")
         if settings.CLASSIC_API_STAFF_ONLY and not user.is_staff:
-            raise ClassicError(401, "not authorized")
+            raise NotAuthenticated("not authorized")
         return user
 
 
@@ -137,10 +133,10 @@ class ClassicLoginView(ClassicView):
     def post(self, request):
         credentials = basic_credentials(request.META.get("HTTP_AUTHORIZATION", ""))
         if credentials is None:
-            raise ClassicError(401, "missing credentials")
+            raise NotAuthenticated("missing credentials")
         user = user_authenticate(request=request, email=credentials[0], password=credentials[1])
         if user is None:
-            raise ClassicError(401, "invalid credentials")
+            raise NotAuthenticated("invalid credentials")
         return text(str(AccessToken.for_user(user)))
 
 
@@ -168,14 +164,14 @@ class ClassicUploadView(ClassicView):
         except (exceptions.ParseError, exceptions.UnsupportedMediaType):
             files = []
         if len(files) != 1:
-            raise ClassicError(400, "exactly 1 file required")
+            raise InvalidRequest("exactly 1 file required")
         if not files[0].size:
             # Like the native API (400): an empty file is a bad request, not media of an unknown kind (415).
-            raise ClassicError(400, "the submitted file is empty")
+            raise InvalidRequest("the submitted file is empty")
         options = ConversionOptionsInputSerializer(data=request.data)
         options.is_valid(raise_exception=True)
         conversion = conversion_create(owner=user, upload=files[0], options=options.to_options())
-        return text(f"success! fid={conversion.id}", Location=f"/api/conversions/{conversion.id}/")
+        return text(f"success! fid={conversion.id}", Location=reverse("conversion-detail", args=[conversion.id]))
 
 
 class ClassicDownloadView(ClassicView):
@@ -184,8 +180,8 @@ class ClassicDownloadView(ClassicView):
         summary="Download a finished MP3 by its file id.",
         parameters=[OpenApiParameter("fid", str, required=True, description="The id from /upload or the email.")],
         responses={
-            (200, "audio/mpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
-            (206, "audio/mpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            (200, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
+            (206, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
             304: OpenApiResponse(description="If-None-Match matched the ETag."),
             (400, "text/plain"): plain("fid is required"),
             **BEARER_REFUSED,
@@ -198,7 +194,7 @@ class ClassicDownloadView(ClassicView):
         user = self.bearer_user(request)
         fid = request.query_params.get("fid", "").strip()
         if not fid:
-            raise ClassicError(400, "fid is required")
+            raise InvalidRequest("fid is required")
         conversion = conversion_get(user=user, conversion_id=fid)
         if conversion is None:
             raise Http404

@@ -1,26 +1,16 @@
-"""
-Shared Django storages for uploaded videos and converted MP3s: GridFS and S3.
+"""GridFSStorage: a Django storage over a MongoDB GridFS bucket.
 
-The API process and the conversion workers run on different machines, so
-they cannot share a local disk; MongoDB GridFS or an S3-compatible bucket is
-the shared blob store. ``GridFSStorage`` lets the rest of the code treat
-GridFS like any other Django storage (``FileField``, ``storage.open()``,
-``storage.save()``) while streaming data in GridFS-sized chunks instead of
-holding whole files in memory. ``S3Storage`` is django-storages' S3 backend
-with the same promises: reads stream with ranged GETs, and ``ping()`` serves
-the readiness probe.
+The API process and the conversion workers run on different machines, so they cannot share a local disk; GridFS is
+one shared blob store (S3 is the other, in ``s3.py``). ``GridFSStorage`` lets the rest of the code treat GridFS like
+any other Django storage (``FileField``, ``storage.open()``, ``storage.save()``) while streaming data in GridFS-sized
+chunks instead of holding whole files in memory.
 
-Files are never served from a public URL: the download view streams them
-(hence ``url()`` raises).
-
-Configure them through ``STORAGES`` or a callable ``FileField(storage=...)``
-rather than passing ``uri=`` explicitly on a model field: deconstruction
-records explicit kwargs in migrations, and the URI carries credentials.
+Configure it through ``STORAGES`` rather than passing ``uri=`` explicitly on a model field: deconstruction records
+explicit kwargs in migrations, and the URI carries credentials.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import mimetypes
 import os
@@ -30,8 +20,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone as dt_timezone
 from typing import Any
 
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
@@ -43,20 +31,14 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
-from storages.backends import s3 as django_storages_s3
-from storages.utils import clean_name
+
+from .base import READ_MODES, ReadOnlyStoredFile
 
 logger = logging.getLogger(__name__)
-
-# What the storages raise when the store itself fails (a full or read-only disk, MongoDB or S3 unreachable or refusing),
-# as opposed to a bug: worth a retry in a task, a 503 at upload.
-STORAGE_ERRORS = (OSError, PyMongoError, BotoCoreError, ClientError)
 
 DEFAULT_DATABASE_NAME = "mp3converter"
 DEFAULT_BUCKET_NAME = "fs"
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5000
-# GridFS files are immutable blobs with no text layer: "r" also yields bytes.
-READ_MODES = ("r", "rb")
 
 # Replaced by tests with ``mongomock.MongoClient``. Called as
 # ``client_factory(uri, **pymongo_client_options)``.
@@ -114,24 +96,6 @@ def get_client(
             )
             _clients[key] = client
     return client
-
-
-class ReadOnlyStoredFile(File):
-    """A stored file opened for reading from a remote store; `_stream()` opens a fresh stream of its content."""
-
-    def _stream(self):
-        raise NotImplementedError
-
-    def open(self, mode: str | None = None, *args: Any, **kwargs: Any):
-        # File.open() would reopen a closed file from the local filesystem;
-        # FieldFile.open() relies on this after a `with` block closed it.
-        if mode not in (None, *READ_MODES):
-            raise ValueError(f"Stored files can only be opened for reading, not {mode!r}.")
-        if self.closed:
-            self.file = self._stream()
-        else:
-            self.seek(0)
-        return self
 
 
 class GridFSFile(ReadOnlyStoredFile):
@@ -397,163 +361,3 @@ class GridFSStorage(Storage):
         if settings.USE_TZ:
             return value.astimezone(dt_timezone.utc)
         return timezone.make_naive(value)
-
-
-# --- S3 ------------------------------------------------------------------------------------------------------------
-
-# The readiness probe must answer within the kubelet's timeout: one attempt, short timeouts.
-S3_PING_CONFIG = Config(connect_timeout=3, read_timeout=3, retries={"total_max_attempts": 1})
-
-
-class S3ObjectReader(io.RawIOBase):
-    """
-    A stored S3 object read as a seekable stream, with no more than one open GET at a time.
-
-    django-storages' own ``S3File`` downloads the whole object (into memory, by
-    default) before the first byte can be read: a multi-GB source in a worker,
-    or a whole MP3 for a 100-byte range request. This one asks S3 for
-    ``bytes=<position>-`` on the first read after a seek and streams from there.
-    ``If-Match`` pins the version whose size was reported.
-    """
-
-    def __init__(self, client: Any, *, bucket: str, key: str, size: int, etag: str) -> None:
-        super().__init__()
-        self._client = client
-        self._bucket = bucket
-        self._key = key
-        self._size = size
-        self._etag = etag
-        self._position = 0
-        self._body: Any = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            position = offset
-        elif whence == io.SEEK_CUR:
-            position = self._position + offset
-        elif whence == io.SEEK_END:
-            position = self._size + offset
-        else:
-            raise ValueError(f"invalid whence {whence!r}")
-        if position < 0:
-            raise ValueError(f"negative seek position {position}")
-        if position != self._position:
-            self._close_body()
-            self._position = position
-        return position
-
-    def readinto(self, buffer: Any) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
-        wanted = min(len(buffer), self._size - self._position)
-        if wanted <= 0:
-            return 0
-        if self._body is None:
-            response = self._client.get_object(
-                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-", IfMatch=self._etag
-            )
-            self._body = response["Body"]
-        data = self._body.read(wanted)
-        if not data:
-            raise OSError(f"S3 object {self._key!r} ended at byte {self._position} of {self._size}")
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self._close_body()
-        super().close()
-
-    def _close_body(self) -> None:
-        if self._body is not None:
-            body, self._body = self._body, None
-            body.close()
-
-
-class S3ObjectFile(ReadOnlyStoredFile):
-    """One stored S3 object opened for reading, with its size and content type from one HEAD request."""
-
-    def __init__(self, storage: S3Storage, key: str, name: str) -> None:
-        self._client = storage.connection.meta.client
-        self._bucket = storage.bucket_name
-        self._key = key
-        try:
-            head = self._client.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                raise FileNotFoundError(f"No S3 object named {key!r}.") from exc
-            raise
-        self._etag: str = head["ETag"]
-        self._object_size = int(head["ContentLength"])
-        super().__init__(self._stream(), name=name)
-        self.size = self._object_size
-        self.mode = "rb"
-        self.content_type: str | None = head.get("ContentType")
-
-    def _stream(self) -> S3ObjectReader:
-        return S3ObjectReader(
-            self._client, bucket=self._bucket, key=self._key, size=self._object_size, etag=self._etag
-        )
-
-
-
-@deconstructible(path="conversions.storage.S3Storage")
-class S3Storage(django_storages_s3.S3Storage):
-    """
-    django-storages' S3 backend (any S3-compatible server), with streamed reads, a readiness ``ping()`` and no URLs.
-
-    Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile, an
-    instance or pod role); nothing here names them.
-    """
-
-    def _open(self, name: str, mode: str = "rb") -> File:
-        if mode not in READ_MODES:
-            return super()._open(name, mode)  # writing: django-storages' multipart S3File
-        key = self._normalize_name(clean_name(name))
-        return S3ObjectFile(self, key, name)
-
-    def _get_write_parameters(self, name: str, content: Any = None) -> dict[str, Any]:
-        # Content-Type from the stored name, as GridFSStorage does, never from the client's upload header.
-        return super()._get_write_parameters(name, None)
-
-    def url(self, name: str | None, *args: Any, **kwargs: Any) -> str:
-        raise NotImplementedError("files are served by the download view")
-
-    def ping(self) -> bool:
-        """Readiness check: True if the bucket exists and these credentials may use it (one HEAD request)."""
-        try:
-            self._ping_client().head_bucket(Bucket=self.bucket_name)
-        except (BotoCoreError, ClientError) as exc:
-            # Probes run every few seconds: one line, not a traceback.
-            logger.warning("S3 head_bucket on %r failed: %s", self.bucket_name, exc)
-            return False
-        return True
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("_ping_client_instance", None)  # a boto3 client does not pickle
-        return state
-
-    def _ping_client(self) -> Any:
-        # Built once per storage: a boto3 client is thread-safe, and building one costs more than the probe.
-        client = getattr(self, "_ping_client_instance", None)
-        if client is None:
-            client = self._create_session().client(
-                "s3",
-                region_name=self.region_name,
-                use_ssl=self.use_ssl,
-                endpoint_url=self.endpoint_url,
-                verify=self.verify,
-                config=self.client_config.merge(S3_PING_CONFIG),
-            )
-            self._ping_client_instance = client
-        return client

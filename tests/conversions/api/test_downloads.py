@@ -1,4 +1,4 @@
-"""Tests for conversions.http.file_download_response."""
+"""Tests for conversions.api.downloads.file_download_response."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import pytest
 from django.http import HttpResponseBase, StreamingHttpResponse
 from django.test import RequestFactory
 
-from conversions.http import file_download_response
+from conversions.api.downloads import file_download_response
+
+# Closing a response sends Django's request_finished, whose handler looks at any database connection an earlier test
+# left open.
+pytestmark = pytest.mark.django_db
 
 CHUNK = 64 * 1024
 # Random (but reproducible) bytes so an off-by-one offset can't go unnoticed.

@@ -1,29 +1,38 @@
-"""Input serializers validate requests; output serializers only shape data."""
+"""Input serializers parse requests; output serializers only shape data.
 
+The option rules live in engine.OutputOptions: the fields here only parse values (their choices, read from the
+output format's table, are for the API docs and forms), and `validate` hands them to OutputOptions.
+"""
+
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from . import engine
-from .models import Conversion
+from .. import engine
+from ..engine import MP3
+from ..models import Conversion
 
 
 class ConversionOptionsInputSerializer(serializers.Serializer):
     """The output options, shared by the native upload and the classic /upload (as form fields)."""
 
     bitrate_kbps = serializers.ChoiceField(
-        choices=engine.CBR_BITRATES_KBPS, required=False, help_text="Constant bitrate in kbit/s."
+        choices=MP3.bitrates_kbps, required=False, help_text="Constant bitrate in kbit/s."
     )
-    vbr_quality = serializers.IntegerField(
-        min_value=0, max_value=9, required=False,
-        help_text="LAME VBR quality, 0 (best, largest) to 9 (smallest). The default when no bitrate is given: 2.",
+    vbr_quality = serializers.ChoiceField(
+        choices=MP3.vbr_qualities, required=False,
+        help_text=f"LAME VBR quality, {MP3.vbr_qualities[0]} (best, largest) to {MP3.vbr_qualities[-1]} (smallest). "
+        f"The default when no bitrate is given: {MP3.default_vbr_quality}.",
     )
     sample_rate = serializers.ChoiceField(
-        choices=engine.MP3_SAMPLE_RATES, required=False,
+        choices=MP3.sample_rates, required=False,
         help_text="Output sample rate in Hz. Default: the source's when MP3 allows it.",
     )
-    channels = serializers.ChoiceField(choices=(1, 2), required=False, help_text="1 (mono) or 2 (stereo).")
-    trim_start = serializers.FloatField(min_value=0, required=False, help_text="Start at this many seconds.")
-    trim_end = serializers.FloatField(min_value=0, required=False, help_text="End at this many seconds.")
+    channels = serializers.ChoiceField(
+        choices=tuple(range(1, MP3.max_channels + 1)), required=False, help_text="1 (mono) or 2 (stereo)."
+    )
+    trim_start = serializers.FloatField(required=False, help_text="Start at this many seconds (0 or more).")
+    trim_end = serializers.FloatField(required=False, help_text="End at this many seconds (after trim_start).")
     normalize = serializers.BooleanField(required=False, help_text="EBU R128 loudness normalisation.")
     title = serializers.CharField(
         max_length=engine.TAG_MAX_LENGTH, required=False, help_text="ID3 title. Default: the file name's stem."
@@ -32,23 +41,20 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
     album = serializers.CharField(max_length=engine.TAG_MAX_LENGTH, required=False, help_text="ID3 album.")
     cover = serializers.BooleanField(required=False, help_text="Embed a frame of the video as cover art.")
     audio_track = serializers.IntegerField(
-        min_value=0, required=False,
+        required=False,
         help_text="Which audio track to convert, counting from 0. Default: the track marked default, else the first.",
     )
 
     def validate(self, attrs):
-        if attrs.get("bitrate_kbps") is not None and attrs.get("vbr_quality") is not None:
-            raise serializers.ValidationError(
-                {"vbr_quality": "Choose either bitrate_kbps (constant bitrate) or vbr_quality, not both."}
-            )
-        start, end = attrs.get("trim_start"), attrs.get("trim_end")
-        if end is not None and end <= (start or 0):
-            raise serializers.ValidationError({"trim_end": "trim_end must be later than trim_start."})
+        options = {name: value for name, value in attrs.items() if name in engine.OutputOptions.names()}
+        try:
+            self._options = engine.OutputOptions(**options)
+        except engine.InvalidOption as exc:
+            raise serializers.ValidationError({exc.field: [exc.message]}) from exc
         return attrs
 
     def to_options(self) -> engine.OutputOptions:
-        names = self.fields.keys() - {"file"}
-        return engine.OutputOptions(**{name: self.validated_data[name] for name in names if name in self.validated_data})
+        return self._options
 
 
 class ConversionCreateInputSerializer(ConversionOptionsInputSerializer):
@@ -63,6 +69,8 @@ class ConversionErrorSerializer(serializers.Serializer):
 class ConversionOutputSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
+    # Annotated by conversions.selectors; missing (None) on a job just created, which nobody was told about yet.
+    notified_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = Conversion
@@ -94,7 +102,6 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
     def get_download_url(self, conversion: Conversion) -> str | None:
         if conversion.status != Conversion.Status.DONE:
             return None
-        path = f"/api/conversions/{conversion.id}/download/"
+        path = reverse("conversion-download", args=[conversion.id])
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
-

@@ -1,0 +1,47 @@
+"""Output formats as data: one row per format, read by the options, the command builder, the API and downloads.
+
+MP3 is the only row. A new format would be a new row here (and its choice in the API), not edits across modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str
+    codec: str  # ffmpeg's encoder
+    muxer: str  # ffmpeg's output format (-f)
+    muxer_options: tuple[str, ...]  # what the muxer needs beyond the defaults
+    extension: str
+    mime_type: str
+    bitrates_kbps: tuple[int, ...]  # the constant bitrates the encoder offers
+    vbr_qualities: tuple[int, ...]  # its VBR quality steps, best first
+    default_vbr_quality: int
+    sample_rates: tuple[int, ...]  # the rates the format can carry, ascending
+    max_channels: int
+    cover: bool  # whether it can carry an attached cover picture
+    copy_codecs: frozenset[str]  # source codecs that can be copied into it as they are, without re-encoding
+
+
+MP3 = OutputFormat(
+    name="mp3",
+    codec="libmp3lame",
+    muxer="mp3",
+    # ID3v2.3: the version most players and tag editors read (ffmpeg writes 2.4 by default).
+    muxer_options=("-id3v2_version", "3"),
+    extension=".mp3",
+    mime_type="audio/mpeg",
+    bitrates_kbps=(32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    # LAME's -V 0 (best, largest) to 9 (smallest); -V 2 is transparent for most listeners.
+    vbr_qualities=tuple(range(10)),
+    default_vbr_quality=2,
+    # MPEG-1, -2 and -2.5 layer III.
+    sample_rates=(8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+    max_channels=2,
+    cover=True,
+    copy_codecs=frozenset({"mp3"}),
+)
+
+OUTPUT_FORMATS = {MP3.name: MP3}

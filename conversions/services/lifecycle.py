@@ -1,0 +1,138 @@
+"""A job's life outside the converter: create (probe, store, queue), enqueue, cancel, retry, fail, delete.
+
+State changes are conditional updates on the row, so a redelivered task can neither repeat finished work nor move a
+job backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+
+from celery import chain
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import DatabaseError, transaction
+from django.db.models import F
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from mp3converter.errors import QueueUnavailable, ServiceError, StorageUnavailable
+
+from .. import engine
+from ..filenames import clean_filename, stem
+from ..models import Conversion
+from ..selectors import conversion_attempt_rows
+from ..storage import STORAGE_ERRORS
+
+logger = logging.getLogger(__name__)
+
+Status = Conversion.Status
+
+
+def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOptions) -> Conversion:
+    """Probe an upload, store it and queue its conversion. Raises a ServiceError for input that cannot work, or
+    when the file store or the queue refuses (then nothing is kept)."""
+    info = engine.probe(upload.temporary_file_path(), timeout=settings.PROBE_TIMEOUT)
+    if not info.has_audio:
+        raise engine.NoAudioStream()
+    options.check_against(info)
+    original_filename = clean_filename(upload.name)
+    if options.title is None:
+        options = replace(options, title=stem(original_filename)[: engine.TAG_MAX_LENGTH] or None)
+    conversion = Conversion(
+        id=uuid.uuid4(),
+        owner=owner,
+        original_filename=original_filename,
+        source_size=upload.size,
+        options=options.as_dict(),
+    )
+    try:
+        conversion.source.save(conversion.original_filename, upload, save=False)
+    except STORAGE_ERRORS as exc:
+        # The storages remove what they wrote of a failed save (GridFS and S3 abort, a folder's partial file goes).
+        logger.warning("upload %s: could not store the source: %r", conversion.pk, exc)
+        raise StorageUnavailable() from exc
+    try:
+        with transaction.atomic():
+            conversion.save(force_insert=True)
+            transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.id, attempt=conversion.attempt))
+    except BrokerError as exc:
+        # The row committed but the broker refused the job: undo both so nothing is left half-made.
+        _discard(conversion)
+        raise QueueUnavailable() from exc
+    except Exception:
+        _discard(conversion)
+        raise
+    return conversion
+
+
+def _discard(conversion: Conversion) -> None:
+    """Undo a half-made upload: the stored source first (storage is up), then the row if the database allows."""
+    try:
+        if conversion.source:
+            conversion.source.delete(save=False)
+    finally:
+        try:
+            Conversion.objects.filter(pk=conversion.pk).delete()
+        except DatabaseError:
+            logger.warning("conversion %s: could not remove the row (database unavailable)", conversion.pk)
+
+
+def conversion_enqueue(*, conversion_id: uuid.UUID, attempt: int) -> None:
+    """Queue `convert → notify` for one attempt at a job."""
+    from notifications.tasks import notify_owner_task
+
+    from ..tasks import convert_video_task
+
+    job = str(conversion_id)
+    chain(convert_video_task.si(job, attempt), notify_owner_task.si(job, attempt)).apply_async()
+
+
+def conversion_mark_failed(*, conversion_id: uuid.UUID | str, error: ServiceError, attempt: int | None = None) -> bool:
+    """Fail a job that is still queued or processing, recording why; returns False if it had already left those
+    states."""
+    failed = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
+        status__in=[Status.QUEUED, Status.PROCESSING]
+    ).update(
+        status=Status.FAILED, error_code=error.code, error_message=error.message, error_detail=error.detail,
+        finished_at=timezone.now(),
+    )
+    if failed:
+        logger.warning("conversion %s: failed with %s: %s", conversion_id, error.code, error.message)
+    return bool(failed)
+
+
+def conversion_cancel(*, conversion: Conversion) -> bool:
+    """Cancel a queued or running job; a running ffmpeg is stopped by the worker within about a second."""
+    cancelled = engine.ConversionCancelled()
+    moved = Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.CANCELLABLE).update(
+        status=Status.CANCELLED, error_code=cancelled.code, error_message=cancelled.message, finished_at=timezone.now()
+    )
+    if moved:
+        logger.info("conversion %s: cancelled", conversion.pk)
+    return bool(moved)
+
+
+def conversion_retry(*, conversion: Conversion) -> bool:
+    """Queue a failed or cancelled job again from the start, as a new attempt (whose owner is told again); returns
+    False if it was in another state."""
+    with transaction.atomic():
+        requeued = Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.RETRYABLE).update(
+            status=Status.QUEUED, attempt=F("attempt") + 1, progress=0, error_code="", error_message="",
+            error_detail="", started_at=None, finished_at=None, redeliveries=0,
+        )
+        if requeued:
+            attempt = Conversion.objects.values_list("attempt", flat=True).get(pk=conversion.pk)
+            transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.pk, attempt=attempt))
+    return bool(requeued)
+
+
+@transaction.atomic
+def conversion_delete(*, conversion: Conversion) -> None:
+    """Remove the job and both of its stored files. A storage error rolls the row back, so nothing is orphaned."""
+    Conversion.objects.filter(pk=conversion.pk).delete()
+    for stored in (conversion.mp3, conversion.source):
+        if stored:
+            stored.storage.delete(stored.name)

@@ -1,0 +1,137 @@
+"""The conversion itself, as the convert worker runs it: claim the job, convert, store the MP3, record the result.
+
+Safe to run twice for the same message (a redelivery): every step is fenced by the job's state and attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db.models import F
+from django.utils import timezone
+
+from mp3converter.errors import InternalError
+
+from .. import engine
+from ..filenames import output_name
+from ..models import Conversion
+from ..selectors import conversion_attempt_rows
+from ..workdirs import conversion_workdir, workdirs_sweep
+from .lifecycle import conversion_mark_failed
+
+logger = logging.getLogger(__name__)
+
+Status = Conversion.Status
+COPY_CHUNK_BYTES = 1024 * 1024
+
+
+class ProgressReporter:
+    """Writes the job's progress at most once a second, and stops the conversion once the job is cancelled."""
+
+    def __init__(self, conversion_id: uuid.UUID, attempt: int, *, interval: float = 1.0):
+        self.rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt)
+        self.interval = interval
+        self.last_write = time.monotonic()
+
+    def __call__(self, percent: float) -> None:
+        now = time.monotonic()
+        if now - self.last_write < self.interval:
+            return
+        self.last_write = now
+        if not self.rows.filter(status=Status.PROCESSING).update(progress=int(percent)):
+            raise engine.ConversionCancelled()  # cancelled, retried or deleted meanwhile
+
+
+def conversion_convert(
+    *, conversion_id: uuid.UUID | str, attempt: int | None = None, redelivered: bool = False
+) -> None:
+    """Convert a queued job's source to MP3. Safe to call again for the same job (a redelivered message)."""
+    open_rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
+        status__in=[Status.QUEUED, Status.PROCESSING]
+    )
+    if redelivered and _too_many_redeliveries(open_rows, conversion_id, attempt):
+        return
+    claimed = open_rows.update(status=Status.PROCESSING, started_at=timezone.now(), progress=0)
+    if not claimed:
+        logger.info("conversion %s: nothing to do (finished, cancelled, retried or deleted)", conversion_id)
+        return
+    conversion = Conversion.objects.get(pk=conversion_id)
+    workdirs_sweep()  # folders of conversions killed on this machine since the last sweep
+    if not conversion.source or not conversion.source.storage.exists(conversion.source.name):
+        conversion_mark_failed(
+            conversion_id=conversion.id,
+            attempt=conversion.attempt,
+            error=InternalError("The uploaded file is missing from storage. Please upload it again."),
+        )
+        return
+    options = engine.OutputOptions.from_dict(conversion.options)
+    with conversion_workdir() as workdir:
+        source_path, target_path = Path(workdir) / "source", Path(workdir) / f"output{engine.MP3.extension}"
+        with conversion.source.open("rb") as stored, source_path.open("wb") as local:
+            shutil.copyfileobj(stored, local, COPY_CHUNK_BYTES)
+        try:
+            result = engine.convert(
+                source_path, target_path, options=options,
+                on_progress=ProgressReporter(conversion.id, conversion.attempt),
+            )
+        except engine.MediaError as exc:
+            conversion_mark_failed(conversion_id=conversion.id, attempt=conversion.attempt, error=exc)
+            return
+        mp3_name = _store_output(target_path, output_name(conversion.id, conversion.attempt))
+    finished = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt).filter(
+        status=Status.PROCESSING
+    ).update(
+        status=Status.DONE,
+        progress=100,
+        mp3=mp3_name,
+        mp3_size=result.size,
+        duration_seconds=round(result.duration, 3),
+        finished_at=timezone.now(),
+        error_code="",
+        error_message="",
+        error_detail="",
+    )
+    if not finished:
+        # The job was deleted or cancelled while converting: keep no file nobody owns.
+        default_storage.delete(mp3_name)
+        return
+    logger.info(
+        "conversion %s: done, %.1f s of audio, %d bytes%s",
+        conversion.id, result.duration, result.size, " (stream copied)" if result.copied else "",
+    )
+
+
+def _store_output(path: Path, name: str) -> str:
+    """Store the finished MP3 under `name`; returns the name it got."""
+    # A crashed earlier attempt may have stored this MP3 already: replace it rather than keep a second copy.
+    default_storage.delete(name)
+    try:
+        with path.open("rb") as mp3:
+            return default_storage.save(name, File(mp3, name=name))
+    except Exception:
+        default_storage.delete(name)  # a write that failed part-way leaves no partial file behind
+        raise
+
+
+def _too_many_redeliveries(open_rows, conversion_id, attempt) -> bool:
+    """Count a redelivery; fail the job once they pass the limit (its source kills the worker every time)."""
+    open_rows.update(redeliveries=F("redeliveries") + 1)
+    redeliveries = open_rows.values_list("redeliveries", flat=True).first()
+    if redeliveries is None or redeliveries <= settings.CONVERSION_MAX_REDELIVERIES:
+        return False
+    conversion_mark_failed(
+        conversion_id=conversion_id,
+        attempt=attempt,
+        error=InternalError(
+            "Converting this file stopped the worker every time it was tried, so we gave up on it.",
+            detail=f"redelivered {redeliveries} times",
+        ),
+    )
+    return True

@@ -1,0 +1,1 @@
+"""Telling a job's owner that it finished, through one or more channels (email today)."""

@@ -1,0 +1,108 @@
+"""Writes for notifications: decide what to send about a finished attempt, send each delivery once, resend.
+
+Every state change of a delivery is a conditional update on its row, as with conversions: two copies of a delivery
+task (a redelivered message) cannot both send, and a claim left by a worker that died mid-send expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from conversions.models import Conversion
+from conversions.selectors import conversion_attempt_rows
+
+from .channels import CHANNELS
+from .models import Delivery
+
+logger = logging.getLogger(__name__)
+
+State = Delivery.State
+CLAIM_TIMEOUT = timedelta(minutes=5)
+SUPERSEDED = "Not sent: the job was retried, or is no longer finished, before this could be delivered."
+
+
+def notifications_dispatch(*, conversion_id: uuid.UUID | str, attempt: int | None = None) -> list[Delivery]:
+    """The notify step after a conversion: one delivery per channel for this finished attempt, each queued.
+
+    Nothing for a job that is not done or failed (a cancelled one, say), was deleted, or has moved on to another
+    attempt. Safe to call again: a delivery that exists is queued again only if it is not finished.
+    """
+    conversion = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).select_related("owner").first()
+    if conversion is None or conversion.status not in Conversion.FINISHED:
+        return []
+    deliveries = []
+    for channel in CHANNELS.values():
+        if not channel.applies_to(conversion):
+            continue
+        delivery, _ = Delivery.objects.get_or_create(
+            conversion=conversion, channel=channel.name, attempt=conversion.attempt
+        )
+        if delivery.state not in (State.DELIVERED, State.FAILED):
+            _enqueue(delivery)
+        deliveries.append(delivery)
+    return deliveries
+
+
+def delivery_send(*, delivery_id: int) -> bool:
+    """Send one delivery, once; returns whether it was sent now. A failed send releases the claim and raises, so
+    the task can try again."""
+    now = timezone.now()
+    claimable = Q(state=State.PENDING) | Q(state=State.CLAIMED, claimed_at__lt=now - CLAIM_TIMEOUT)
+    claimed = Delivery.objects.filter(claimable, pk=delivery_id).update(
+        state=State.CLAIMED, claimed_at=now, tries=F("tries") + 1
+    )
+    if not claimed:
+        return False
+    delivery = Delivery.objects.select_related("conversion__owner").get(pk=delivery_id)
+    conversion = delivery.conversion
+    if conversion.attempt != delivery.attempt or conversion.status not in Conversion.FINISHED:
+        _settle(delivery, now, state=State.FAILED, error=SUPERSEDED)
+        return False
+    try:
+        CHANNELS[delivery.channel].send(conversion)
+    except Exception as exc:
+        _settle(delivery, now, state=State.PENDING, error=repr(exc))
+        raise
+    _settle(delivery, now, state=State.DELIVERED, delivered_at=timezone.now(), error="")
+    logger.info("conversion %s: owner notified by %s", conversion.id, delivery.channel)
+    return True
+
+
+def delivery_fail(*, delivery_id: int, error: str) -> None:
+    """Give up on a delivery that kept failing."""
+    Delivery.objects.filter(pk=delivery_id).exclude(state=State.DELIVERED).update(state=State.FAILED, error=error)
+    logger.warning("delivery %s: given up: %s", delivery_id, error)
+
+
+def notification_resend(*, conversion: Conversion, channel: str) -> Delivery:
+    """Send the notification about the job's current attempt again through `channel`."""
+    with transaction.atomic():
+        delivery, created = Delivery.objects.get_or_create(
+            conversion=conversion, channel=channel, attempt=conversion.attempt
+        )
+        if not created:
+            # A delivery being sent right now is left to finish; any other is sent afresh.
+            Delivery.objects.filter(pk=delivery.pk).exclude(state=State.CLAIMED).update(
+                state=State.PENDING, error="", delivered_at=None
+            )
+        _enqueue(delivery)
+    return delivery
+
+
+def _settle(delivery: Delivery, claimed_at, **changes) -> None:
+    """Record how the try that claimed the delivery at `claimed_at` ended (if its claim still stands)."""
+    Delivery.objects.filter(pk=delivery.pk, state=State.CLAIMED, claimed_at=claimed_at).update(**changes)
+
+
+def _enqueue(delivery: Delivery) -> None:
+    from .tasks import deliver_notification_task
+
+    channel = CHANNELS[delivery.channel]
+    args = [delivery.pk, str(delivery.conversion_id)]
+    transaction.on_commit(lambda: deliver_notification_task.apply_async(args, queue=channel.queue))
