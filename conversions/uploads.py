@@ -1,7 +1,5 @@
 """Upload handling: stream every upload to a temporary file and stop as soon as it passes MAX_UPLOAD_MB."""
 
-from http import HTTPStatus
-
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
@@ -12,7 +10,6 @@ class UploadTooLarge(ServiceError):
     """Raised while the body is still streaming, so an oversized upload is never stored whole."""
 
     code = ErrorCode.FILE_TOO_LARGE
-    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     message = "The file is larger than this service accepts."
 
     def __init__(self, limit_bytes: int):

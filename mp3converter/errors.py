@@ -1,9 +1,10 @@
 """The one error model: every refusal and every job failure is a ServiceError with a code, a status and a sentence.
 
-Services and the engine raise these; nothing below the API turns them into answers. Each surface has one handler
-that does: JSON for the native API (`mp3converter/api.py`), plain text for the classic API
-(`conversions/api/classic.py`). Adding an error is a subclass (here, or beside the code that raises it) and a row in
-the README's error tables; `tests/test_errors.py` holds the subclasses, `ErrorCode` and the README together.
+`ErrorCode` is the one list of codes, each with the HTTP status it is answered with. Services and the engine raise
+ServiceErrors; nothing below the API turns them into answers. Each surface has one handler that does: JSON for the
+native API (`mp3converter/api.py`), plain text for the classic API (`conversions/api/classic.py`). Adding an error is
+a subclass (here, or beside the code that raises it), its code here, and a row in the README's error tables;
+`tests/test_errors.py` holds the three together.
 
 No Django in here: the conversion engine raises these too.
 """
@@ -15,27 +16,34 @@ from http import HTTPStatus
 
 
 class ErrorCode(StrEnum):
-    """Every code a client can be given, in an API answer or as a failed job's `error.code`."""
+    """Every code a client can be given, in an API answer or as a failed job's `error.code`, with the HTTP status
+    it is answered with. (A job's failure is only ever read from the job, so its status is the one it would get.)"""
+
+    def __new__(cls, value: str, status: HTTPStatus):
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.status = status
+        return member
 
     # Refused requests
-    INVALID_REQUEST = "invalid_request"
-    INVALID_OPTION = "invalid_option"
-    NOT_AUTHENTICATED = "not_authenticated"
-    PERMISSION_DENIED = "permission_denied"
-    INVALID_STATE = "invalid_state"
-    FILE_TOO_LARGE = "file_too_large"
+    INVALID_REQUEST = "invalid_request", HTTPStatus.BAD_REQUEST
+    INVALID_OPTION = "invalid_option", HTTPStatus.BAD_REQUEST
+    NOT_AUTHENTICATED = "not_authenticated", HTTPStatus.UNAUTHORIZED
+    PERMISSION_DENIED = "permission_denied", HTTPStatus.FORBIDDEN
+    INVALID_STATE = "invalid_state", HTTPStatus.CONFLICT
+    FILE_TOO_LARGE = "file_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     # The media, at upload or while converting
-    UNSUPPORTED_MEDIA = "unsupported_media"
-    NO_AUDIO_STREAM = "no_audio_stream"
-    TRIM_OUT_OF_RANGE = "trim_out_of_range"
-    CORRUPT_MEDIA = "corrupt_media"
-    TIMEOUT = "timeout"
-    CANCELLED = "cancelled"
+    UNSUPPORTED_MEDIA = "unsupported_media", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    NO_AUDIO_STREAM = "no_audio_stream", HTTPStatus.UNPROCESSABLE_ENTITY
+    TRIM_OUT_OF_RANGE = "trim_out_of_range", HTTPStatus.UNPROCESSABLE_ENTITY
+    CORRUPT_MEDIA = "corrupt_media", HTTPStatus.UNPROCESSABLE_ENTITY
+    TIMEOUT = "timeout", HTTPStatus.UNPROCESSABLE_ENTITY
+    CANCELLED = "cancelled", HTTPStatus.CONFLICT
     # The service's side
-    INTERNAL_ERROR = "internal_error"
-    QUEUE_UNAVAILABLE = "queue_unavailable"
-    DATABASE_UNAVAILABLE = "database_unavailable"
-    STORAGE_UNAVAILABLE = "storage_unavailable"
+    INTERNAL_ERROR = "internal_error", HTTPStatus.INTERNAL_SERVER_ERROR
+    QUEUE_UNAVAILABLE = "queue_unavailable", HTTPStatus.SERVICE_UNAVAILABLE
+    DATABASE_UNAVAILABLE = "database_unavailable", HTTPStatus.SERVICE_UNAVAILABLE
+    STORAGE_UNAVAILABLE = "storage_unavailable", HTTPStatus.SERVICE_UNAVAILABLE
 
     @property
     def label(self) -> str:
@@ -43,7 +51,7 @@ class ErrorCode(StrEnum):
 
 
 class ServiceError(Exception):
-    """An error a client is told about. Subclasses set `code`, `status` and a default `message`.
+    """An error a client is told about. Subclasses set `code` (which decides the HTTP status) and a default `message`.
 
     - `message`: a sentence for a person; never a driver's or ffmpeg's words.
     - `field`: the request field it concerns, if one (the native API then answers like a field error).
@@ -53,7 +61,6 @@ class ServiceError(Exception):
     """
 
     code: ErrorCode = ErrorCode.INTERNAL_ERROR
-    status: int = HTTPStatus.INTERNAL_SERVER_ERROR
     message: str = "Something went wrong on our side. Please try again later."
     retry_after: int | None = None
 
@@ -63,22 +70,23 @@ class ServiceError(Exception):
         self.field = field
         self.detail = detail
 
+    @property
+    def status(self) -> HTTPStatus:
+        return self.code.status
+
 
 class InvalidRequest(ServiceError):
     code = ErrorCode.INVALID_REQUEST
-    status = HTTPStatus.BAD_REQUEST
     message = "This request is missing something or has something it should not."
 
 
 class NotAuthenticated(ServiceError):
     code = ErrorCode.NOT_AUTHENTICATED
-    status = HTTPStatus.UNAUTHORIZED
     message = "Sign in first: this needs valid credentials."
 
 
 class PermissionDenied(ServiceError):
     code = ErrorCode.PERMISSION_DENIED
-    status = HTTPStatus.FORBIDDEN
     message = "You are not allowed to do this."
 
 
@@ -86,7 +94,6 @@ class InvalidState(ServiceError):
     """The job's state does not allow this (download before it is done, cancel after it finished, …)."""
 
     code = ErrorCode.INVALID_STATE
-    status = HTTPStatus.CONFLICT
     message = "The conversion's state does not allow this."
 
 
@@ -99,7 +106,6 @@ class InternalError(ServiceError):
 class ServiceUnavailable(ServiceError):
     """Something the service needs is down; nothing was kept, so the same request can simply be sent again."""
 
-    status = HTTPStatus.SERVICE_UNAVAILABLE
     retry_after = 30
 
 

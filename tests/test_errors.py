@@ -40,21 +40,26 @@ def service_errors() -> set[type[ServiceError]]:
     return found
 
 
-def readme_error_codes() -> set[str]:
-    """The backquoted codes in the `code` column of every table under the README's "Errors" heading."""
+def readme_error_tables() -> list[list[dict[str, str]]]:
+    """The tables under the README's "Errors" heading, as rows of {column: cell}."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n### Errors\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    codes, column = set(), None
+    tables, header = [], None
     for line in section.splitlines():
         if not line.startswith("|"):
-            column = None
+            header = None
             continue
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if column is None:
-            column = cells.index("code")  # the header row
-            continue
-        codes |= set(re.findall(r"`([a-z_]+)`", cells[column]))
-    return codes
+        if header is None:
+            header = cells
+            tables.append([])
+        elif not set(line) <= set("|- "):
+            tables[-1].append(dict(zip(header, cells, strict=True)))
+    return tables
+
+
+def codes_in(cell: str) -> set[str]:
+    return set(re.findall(r"`([a-z_]+)`", cell))
 
 
 def test_every_error_class_carries_a_code_of_the_enum_a_status_and_a_sentence():
@@ -62,7 +67,7 @@ def test_every_error_class_carries_a_code_of_the_enum_a_status_and_a_sentence():
     assert len(errors) > 15
     for cls in errors:
         assert isinstance(cls.code, ErrorCode), cls
-        assert 400 <= cls.status < 600, cls
+        assert 400 <= cls.code.status < 600, cls
         assert cls.message.endswith(".") and len(cls.message) > 20, cls
 
 
@@ -70,8 +75,13 @@ def test_every_code_of_the_enum_is_raised_by_some_error_class():
     assert {cls.code for cls in service_errors()} == set(ErrorCode)
 
 
-def test_the_readme_tables_list_exactly_the_codes_of_the_enum():
-    assert readme_error_codes() == {code.value for code in ErrorCode}
+def test_the_readme_tables_list_exactly_the_codes_of_the_enum_with_their_status():
+    answers, job_failures = readme_error_tables()
+    listed = {code for row in answers + job_failures for code in codes_in(row["code"])}
+    assert listed == {code.value for code in ErrorCode}
+    for row in answers:
+        for code in codes_in(row["code"]):
+            assert int(row["status"]) == ErrorCode(code).status, code
 
 
 def literal_codes(path: Path) -> list[str]:

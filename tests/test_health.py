@@ -5,7 +5,7 @@ import socket
 import pytest
 from django.test import Client
 
-from tests.conftest import s3_storage_config
+from tests.fixtures.services import s3_storage_config
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from mp3converter.joblog import JobFilter, job_context
-from tests.conversions.test_api_e2e import upload, wait_finished
+from tests.conversions.api.helpers import upload, wait_finished
 from tests.utils import wait_for
 
 

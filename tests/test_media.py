@@ -1,4 +1,4 @@
-"""Self-tests for tests/media.py: every spec is generated once and checked.
+"""Self-tests for tests/media/: every spec is generated once and checked.
 
 Run standalone (before pytest-django is configured) with::
 
@@ -8,12 +8,15 @@ Run standalone (before pytest-django is configured) with::
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests import media
+from tests.media import generate, specs
+from tests.media.ffmpeg import run_ffmpeg
 from tests.media import (
     SPECS,
     MediaError,
@@ -68,11 +71,11 @@ def test_spec_table_is_consistent():
         assert spec.has_audio == bool(spec.audio) or spec.truncate is not None, name
         assert not (spec.has_audio and not spec.is_media), name
         assert spec.duration == (REQUESTED if spec.has_audio else 0.0), name
-        assert spec.kind in media._BUILDERS, name
+        assert spec.kind in generate._BUILDERS, name
         if spec.kind == "ffmpeg":
             assert spec.muxer, name
-            assert all(t.codec in media._AUDIO_ENCODERS for t in spec.audio), name
-            assert spec.video_codec is None or spec.video_codec in media._VIDEO_ENCODERS
+            assert all(t.codec in specs._AUDIO_ENCODERS for t in spec.audio), name
+            assert spec.video_codec is None or spec.video_codec in specs._VIDEO_ENCODERS
     # filenames may repeat across specs only because each spec gets its own subdir
     assert {SPECS["text"].filename, SPECS["random_bytes_mp4"].filename,
             SPECS["empty_mp4"].filename} == {"notes.txt", "random.mp4", "empty.mp4"}
@@ -105,7 +108,7 @@ def test_second_call_is_cached(generated, media_dir, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("ffmpeg must not run for a cached file")
 
-    monkeypatch.setattr(media.subprocess, "run", boom)
+    monkeypatch.setattr(subprocess, "run", boom)
     assert make_media("mp4_aac", media_dir, duration=REQUESTED) == path
     assert make_media("mp4_aac", media_dir) == path  # default duration is 2.0
     assert path.stat().st_mtime_ns == mtime
@@ -218,7 +221,7 @@ def test_probe_parses_mp3_output_like_a_conversion_would_produce(tmp_path):
     """probe_output on an MP3 written the way a converter would (libmp3lame, CBR 192k)."""
     src = make_media("mp4_aac", tmp_path)
     out = tmp_path / "out.mp3"
-    media._run([media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+    run_ffmpeg([media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
                 "-i", str(src), "-vn", "-c:a", "libmp3lame", "-b:a", "192k", "-ar", "44100",
                 "-ac", "2", str(out)], "test conversion")
     info = probe_output(out)

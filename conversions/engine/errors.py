@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from mp3converter.errors import ErrorCode, ServiceError
 
 UNDECODABLE_MESSAGE = "The audio in this file uses a codec this service cannot decode."
@@ -13,7 +11,6 @@ class MediaError(ServiceError):
     """The input cannot become an MP3 (as it is, or with these options). Fails a job at once, without retries."""
 
     code = ErrorCode.UNSUPPORTED_MEDIA
-    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     message = "This file is not a video or audio file we can read. It may be damaged or in an unknown format."
 
 
@@ -23,31 +20,26 @@ class UnsupportedMedia(MediaError):
 
 class NoAudioStream(MediaError):
     code = ErrorCode.NO_AUDIO_STREAM
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
     message = "This file has no audio track, so there is nothing to convert to MP3."
 
 
 class CorruptMedia(MediaError):
     code = ErrorCode.CORRUPT_MEDIA
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
     message = "The file is damaged: decoding its audio failed part-way through."
 
 
 class TrimOutOfRange(MediaError):
     code = ErrorCode.TRIM_OUT_OF_RANGE
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
     message = "The trim range is outside the file's duration."
 
 
 class ConversionTimeout(MediaError):
     code = ErrorCode.TIMEOUT
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
     message = "The conversion took longer than this service allows and was stopped."
 
 
 class ConversionCancelled(MediaError):
     code = ErrorCode.CANCELLED
-    status = HTTPStatus.CONFLICT
     message = "The conversion was cancelled."
 
 
@@ -55,7 +47,6 @@ class InvalidOption(MediaError):
     """An option that is not valid, or does not fit this particular file (an audio track it does not have)."""
 
     code = ErrorCode.INVALID_OPTION
-    status = HTTPStatus.BAD_REQUEST
     message = "One of the options is not valid."
 
     def __init__(self, field: str, message: str):

@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from conversions import services
-from conversions.services import lifecycle
 from conversions.models import Conversion
+from conversions.services import lifecycle
 from mp3converter.errors import InternalError
-from tests.conversions.test_api_e2e import upload
+from tests.conversions.api.helpers import upload
 from tests.factories import PASSWORD, ConversionFactory, UserFactory
 from tests.utils import wait_for
 

@@ -6,6 +6,7 @@ import pytest
 
 from conversions.filenames import clean_filename, download_name, output_name, source_name
 
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

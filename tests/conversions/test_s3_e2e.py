@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from conversions.models import Conversion
-from tests.conftest import ROOT, WorkerProcess, purge_queues, start_worker, stop_worker
-from tests.conversions.test_api_e2e import mp3_bytes, upload, wait_finished
+from tests.conversions.api.helpers import mp3_bytes, upload, wait_finished
+from tests.fixtures.workers import ROOT, WorkerProcess, purge_queues, start_worker, stop_worker
 from tests.media import decoded_duration
 from tests.utils import wait_for
 

@@ -11,6 +11,7 @@ from django.db import OperationalError
 from conversions import engine, services
 from conversions.models import Conversion
 from conversions.tasks import CONVERT_MAX_RETRIES, convert_video_task
+from tests.factories import ConversionFactory
 
 Status = Conversion.Status
 
@@ -21,7 +22,7 @@ def job(user, media):
     made = []
 
     def make(spec="mp4_aac"):
-        conversion = Conversion(owner=user, original_filename="clip.mp4", options={"vbr_quality": 2})
+        conversion = ConversionFactory.build(owner=user, original_filename="clip.mp4", options={"vbr_quality": 2})
         with media(spec, duration=6.0).open("rb") as source:
             conversion.source.save("ignored", File(source), save=False)
         conversion.save()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_worker, stop_worker
+from tests.fixtures.workers import start_worker, stop_worker
 from tests.deploy.manifests import ROOT, find, kustomize_build, repo_command
 from tests.utils import wait_for
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.conftest import purge_queues, start_worker, stop_worker
 from tests.faults.helpers import kill_worker_group
+from tests.fixtures.workers import purge_queues, start_worker, stop_worker
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from conversions.models import Conversion
-from tests.conftest import WorkerProcess
+from tests.fixtures.workers import WorkerProcess
 from tests.utils import jobs, wait_for
 
 
@@ -103,7 +103,7 @@ def workdirs(tmpdir: Path) -> list[Path]:
 # --- A job's results ---------------------------------------------------------------------------------------------
 def upload_job(client, path, **fields) -> str:
     """Upload through the native API; the new job's id."""
-    from tests.conversions.test_api_e2e import upload
+    from tests.conversions.api.helpers import upload
 
     response = upload(client, path, **fields)
     assert response.status_code == 202, response.content

@@ -17,8 +17,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from conversions.models import Conversion
 from mp3converter.errors import DatabaseUnavailable
 from notifications.models import Delivery
-from tests.conftest import bearer_client, s3_storage_config
-from tests.conversions.test_api_e2e import upload
+from tests.conversions.api.helpers import upload
 from tests.factories import UserFactory
 from tests.faults.helpers import (
     assert_finished_exactly_once,
@@ -29,6 +28,8 @@ from tests.faults.helpers import (
     stored_mp3s,
     upload_job,
 )
+from tests.fixtures.services import s3_storage_config
+from tests.fixtures.users import bearer_client
 from tests.utils import jobs as annotated_jobs
 from tests.utils import stored_files, wait_for
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from conversions.models import Conversion
-from tests.conversions.test_api_e2e import mp3_bytes
+from tests.conversions.api.helpers import mp3_bytes
 from tests.faults.helpers import assert_finished_exactly_once, row, stored_mp3s, upload_job
 from tests.media import decoded_duration
 from tests.utils import wait_for

@@ -12,8 +12,7 @@ from django.conf import settings
 
 from conversions.models import Conversion
 from mp3converter.errors import ErrorCode
-from tests.conftest import bearer_client
-from tests.conversions.test_options_api import wait_running
+from tests.conversions.api.helpers import wait_running
 from tests.factories import UserFactory
 from tests.faults.helpers import (
     alive,
@@ -31,6 +30,7 @@ from tests.faults.helpers import (
     wait_ffmpeg,
     workdirs,
 )
+from tests.fixtures.users import bearer_client
 from tests.utils import wait_for
 
 pytestmark = [pytest.mark.faults]

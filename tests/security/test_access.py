@@ -27,7 +27,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from conversions.models import Conversion
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, ConversionFactory, UserFactory
 from tests.utils import terminate, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,8 +101,8 @@ def test_the_crafted_tokens_carry_the_users_real_claims(user):
 # --- jobs ------------------------------------------------------------------------------------------------------
 def make_job(owner, status: str, *, with_mp3: bool = False) -> Conversion:
     """A job row of `owner` in `status`, with its source (and MP3) really stored."""
-    conversion = Conversion(owner=owner, original_filename="clip.mp4", status=status, options={"title": "clip"},
-                            source_size=4)
+    conversion = ConversionFactory.build(owner=owner, original_filename="clip.mp4", status=status,
+                                        options={"title": "clip"}, source_size=4)
     conversion.source.save("ignored", ContentFile(b"src!"), save=False)
     if status == Conversion.Status.DONE:
         conversion.finished_at = timezone.now()

@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
 
 from conversions.models import Conversion
 from mp3converter.wsgi import application
+from tests.factories import ConversionFactory
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
@@ -54,12 +55,12 @@ def bearer(user) -> dict:
 @pytest.fixture
 def own_jobs(user, media):
     """Two of the user's jobs, a done one with a real MP3 and a failed one, so fuzzed ids also reach real rows."""
-    done = Conversion(owner=user, original_filename="clip.mp4", status=Conversion.Status.DONE,
-                      options={"title": "clip"}, finished_at=timezone.now(), duration_seconds=2.0)
+    done = ConversionFactory.build(owner=user, original_filename="clip.mp4", status=Conversion.Status.DONE,
+                                  options={"title": "clip"}, finished_at=timezone.now(), duration_seconds=2.0)
     done.mp3.save("ignored.mp3", ContentFile(media("mp3").read_bytes()), save=False)
     done.mp3_size = done.mp3.size
     done.save()
-    failed = Conversion.objects.create(
+    failed = ConversionFactory(
         owner=user, original_filename="clip.mp4", status=Conversion.Status.FAILED, finished_at=timezone.now(),
         error_code="corrupt_media", error_message="The file is damaged.",
     )

@@ -1,7 +1,6 @@
 """Output options, progress, cancel and retry through the API, end to end: real uploads, RabbitMQ, MariaDB, worker
 processes and ffmpeg. Nothing here is mocked; refusals that never reach a worker run without the workers."""
 
-import base64
 import re
 import uuid
 from pathlib import Path
@@ -11,8 +10,8 @@ from django.core.files.storage import default_storage
 from django.test import Client
 
 from conversions.models import Conversion
-from tests.conversions.test_api_e2e import mp3_bytes, upload, wait_finished
-from tests.factories import PASSWORD, ConversionFactory
+from tests.conversions.api.helpers import classic_token, job_url, mp3_bytes, upload, wait_finished, wait_running
+from tests.factories import ConversionFactory
 from tests.media import decoded_duration, probe_output
 from tests.utils import jobs, stored_files, wait_for
 
@@ -23,18 +22,6 @@ APPLIED = {"sample_rate": 22050, "channels": 1, "trim_start": 0.5, "trim_end": 2
 FRAME_TOLERANCE = 1152 / 22050 + 0.02
 # A long source: converting it takes several seconds here, time enough to watch it run and cancel it.
 LONG_SECONDS = 1200
-
-
-def job_url(job_id, action: str = "") -> str:
-    return f"/api/conversions/{job_id}/" + (f"{action}/" if action else "")
-
-
-def classic_token(client, user) -> str:
-    """The raw JWT from the classic POST /login (HTTP Basic)."""
-    credentials = base64.b64encode(f"{user.email}:{PASSWORD}".encode()).decode()
-    login = client.post("/login", HTTP_AUTHORIZATION=f"Basic {credentials}")
-    assert login.status_code == 200, login.content
-    return login.content.decode()
 
 
 def download_to(client, job_id, path: Path) -> Path:
@@ -93,15 +80,6 @@ def wait_stopped(convert_worker, workdir: Path) -> None:
 def tasks_succeeded(worker, task: str, *, since: int) -> int:
     """How many `task`s the worker logged as succeeded after the first `since` characters of its log."""
     return len(re.findall(rf"Task conversions\.tasks\.{task}\[[^]]+\] succeeded in", worker.log()[since:]))
-
-
-def wait_running(client, job_id) -> dict:
-    def running():
-        body = client.get(job_url(job_id)).json()
-        assert body["status"] in ("queued", "processing"), body  # finished before it could be watched running
-        return body if body["status"] == "processing" and body["progress"] > 0 else None
-
-    return wait_for(running, timeout=60, message="the conversion to run and report progress")
 
 
 # --- 1. Every option is validated, naming the field --------------------------------------------------------------

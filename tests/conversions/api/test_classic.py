@@ -21,7 +21,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from conversions import engine
 from conversions.models import Conversion
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, ConversionFactory, UserFactory
 from tests.media import probe_output
 from tests.utils import wait_for
 
@@ -379,7 +379,7 @@ def test_download_of_someone_elses_job(client, user, other_user, media, cleanup_
 
 @pytest.mark.parametrize("status", [Conversion.Status.QUEUED, Conversion.Status.PROCESSING, Conversion.Status.FAILED])
 def test_download_of_a_job_that_is_not_done(client, user, status):
-    conversion = Conversion.objects.create(owner=user, original_filename="clip.mp4", status=status)
+    conversion = ConversionFactory(owner=user, status=status)
     text = assert_text(download(client, bearer(user), str(conversion.id)), 409)
     assert "not ready" in text and status in text
 

@@ -4,27 +4,11 @@ import pytest
 from django.core.files.storage import default_storage
 
 from conversions.models import Conversion
+from tests.conversions.api.helpers import mp3_bytes, upload, wait_finished
 from tests.media import probe_output
 from tests.utils import stored_files, wait_for
 
 pytestmark = [pytest.mark.e2e]
-
-
-def upload(client, path, **fields):
-    with open(path, "rb") as source:
-        return client.post("/api/conversions/", {"file": source, **fields}, format="multipart")
-
-
-def wait_finished(client, conversion_id, timeout=90):
-    def finished():
-        body = client.get(f"/api/conversions/{conversion_id}/").json()
-        return body if body["status"] in ("done", "failed") else None
-
-    return wait_for(finished, timeout=timeout, message=f"conversion {conversion_id} to finish")
-
-
-def mp3_bytes(response) -> bytes:
-    return b"".join(response.streaming_content)
 
 
 def test_upload_converts_downloads_and_emails(live_workers, api_client, user, media, mailbox, tmp_path):

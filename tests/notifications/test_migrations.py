@@ -1,0 +1,58 @@
+"""The migration that moves the email state off the job: jobs already notified stay notified, an email being sent
+stays claimed, and going back restores the old columns. Run on the real database, from the schema before it."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+LAST_BEFORE = ("conversions", "0003_redeliveries_notify_claim")
+BEFORE = [LAST_BEFORE, ("notifications", None)]
+
+
+def migrate(targets):
+    """Migrate the test database to `targets`; the models as they are there."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(targets)
+    executor.loader.build_graph()
+    return executor.loader.project_state([LAST_BEFORE] if targets == BEFORE else targets).apps
+
+
+@pytest.fixture
+def migrator(transactional_db):
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    yield migrate
+    migrate(latest)  # leave the schema as every other test expects it
+
+
+def test_email_state_carries_over_to_deliveries_and_back(migrator):
+    old = migrator(BEFORE)
+    owner = old.get_model("accounts", "User").objects.create(email="owner@example.com", password="x")
+    jobs = old.get_model("conversions", "Conversion").objects
+    sent_at = timezone.now() - timedelta(days=1)
+    claimed_at = timezone.now() - timedelta(minutes=1)
+    notified = jobs.create(owner=owner, original_filename="a.mp4", status="done", attempt=2,
+                           notify_started_at=sent_at - timedelta(seconds=1), notified_at=sent_at)
+    sending = jobs.create(owner=owner, original_filename="b.mp4", status="failed", notify_started_at=claimed_at)
+    jobs.create(owner=owner, original_filename="c.mp4", status="done")  # its email not begun yet: nothing to carry
+
+    new = migrator(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    deliveries = new.get_model("notifications", "Delivery").objects
+    carried = {
+        delivery.conversion_id: (delivery.channel, delivery.attempt, delivery.state, delivery.delivered_at,
+                                 delivery.claimed_at)
+        for delivery in deliveries.all()
+    }
+    assert carried == {
+        notified.id: ("email", 2, "delivered", sent_at, sent_at - timedelta(seconds=1)),
+        sending.id: ("email", 1, "claimed", None, claimed_at),
+    }
+    fields = {field.name for field in new.get_model("conversions", "Conversion")._meta.get_fields()}
+    assert not fields & {"notified_at", "notify_started_at"}
+
+    back = migrator(BEFORE)
+    rows = {job.id: (job.notified_at, job.notify_started_at) for job in back.get_model("conversions", "Conversion").objects.all()}
+    assert rows[notified.id] == (sent_at, sent_at - timedelta(seconds=1))
+    assert rows[sending.id] == (None, claimed_at)
