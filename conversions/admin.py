@@ -1,21 +1,42 @@
 from django.contrib import admin, messages
 
 from mp3converter.errors import ErrorCode
+from notifications.admin import resend_email
 from notifications.selectors import notified_at
-from notifications.services import notification_resend
 
 from .models import Conversion
 from .services import conversion_cancel, conversion_retry
 
 
+def error_label(code: str) -> str:
+    try:
+        return ErrorCode(code).label
+    except ValueError:  # a code a newer release wrote
+        return code
+
+
+class ErrorCodeFilter(admin.SimpleListFilter):
+    """The failed jobs' codes by their labels (the field keeps no choices, so a new code needs no migration)."""
+
+    title = "error code"
+    parameter_name = "error_code"
+
+    def lookups(self, request, model_admin):
+        codes = Conversion.objects.exclude(error_code="").values_list("error_code", flat=True).distinct()
+        return sorted((code, error_label(code)) for code in codes)
+
+    def queryset(self, request, queryset):
+        return queryset.filter(error_code=self.value()) if self.value() else queryset
+
+
 @admin.register(Conversion)
 class ConversionAdmin(admin.ModelAdmin):
-    list_display = ["original_filename", "owner", "status", "progress", "error_code", "duration_seconds", "mp3_size", "created_at"]
-    list_filter = ["status", "error_code", "created_at", ("owner", admin.RelatedOnlyFieldListFilter)]
+    list_display = ["original_filename", "owner", "status", "progress", "error", "duration_seconds", "mp3_size", "created_at"]
+    list_filter = ["status", ErrorCodeFilter, "created_at", ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["original_filename", "owner__email", "=id"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
-    actions = ["retry_failed", "cancel", "resend_email"]
+    actions = ["retry_failed", "cancel", resend_email]
     readonly_fields = [
         "id", "owner", "original_filename", "stored_source", "source_size", "status", "progress", "attempt",
         "error", "error_message", "error_detail", "stored_mp3", "mp3_size", "duration_seconds", "options",
@@ -41,14 +62,9 @@ class ConversionAdmin(admin.ModelAdmin):
     def stored_mp3(self, conversion):
         return conversion.mp3.name or "-"
 
-    @admin.display(description="error code")
+    @admin.display(description="error code", ordering="error_code")
     def error(self, conversion):
-        if not conversion.error_code:
-            return "-"
-        try:
-            return f"{ErrorCode(conversion.error_code).label} ({conversion.error_code})"
-        except ValueError:  # a code a newer release wrote
-            return conversion.error_code
+        return f"{error_label(conversion.error_code)} ({conversion.error_code})" if conversion.error_code else "-"
 
     @admin.display(description="notified at")
     def notified(self, conversion):
@@ -70,10 +86,3 @@ class ConversionAdmin(admin.ModelAdmin):
         skipped = len(queryset) - cancelled
         self.message_user(request, f"{cancelled} conversion(s) cancelled; {skipped} skipped (already finished).",
                           messages.SUCCESS if cancelled else messages.WARNING)
-
-    @admin.action(description="Resend the notification email")
-    def resend_email(self, request, queryset):
-        finished = queryset.filter(status__in=Conversion.FINISHED)
-        for conversion in finished:
-            notification_resend(conversion=conversion, channel="email")
-        self.message_user(request, f"{finished.count()} email(s) queued.")

@@ -29,7 +29,7 @@ def exception_handler(exc, context):
     error = as_service_error(exc)
     if error is None:
         return drf_exception_handler(exc, context)
-    if error.field:
+    if fields := error.field_errors():
         # Reads like any other field error: {"audio_track": ["This file has 1 audio track: ..."]}.
-        return Response({error.field: [error.message]}, status=error.status, headers=error_headers(error))
+        return Response(fields, status=error.status, headers=error_headers(error))
     return Response({"code": error.code, "detail": error.message}, status=error.status, headers=error_headers(error))

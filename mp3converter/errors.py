@@ -74,6 +74,10 @@ class ServiceError(Exception):
     def status(self) -> HTTPStatus:
         return self.code.status
 
+    def field_errors(self) -> dict[str, list[str]]:
+        """{field: [sentences]} when the error concerns request fields (the native API answers with that)."""
+        return {self.field: [self.message]} if self.field else {}
+
 
 class InvalidRequest(ServiceError):
     code = ErrorCode.INVALID_REQUEST

@@ -1,6 +1,18 @@
 from django.contrib import admin
 
+from conversions.models import Conversion
+
 from .models import Delivery
+from .services import notification_resend
+
+
+@admin.action(description="Resend the notification email")
+def resend_email(modeladmin, request, queryset):
+    """An action for the conversions' changelist: email the owners of the selected finished jobs again."""
+    finished = queryset.filter(status__in=Conversion.FINISHED)
+    for conversion in finished:
+        notification_resend(conversion=conversion, channel="email")
+    modeladmin.message_user(request, f"{finished.count()} email(s) queued.")
 
 
 @admin.register(Delivery)

@@ -1,16 +1,19 @@
 """Writes for notifications: decide what to send about a finished attempt, send each delivery once, resend.
 
 Every state change of a delivery is a conditional update on its row, as with conversions: two copies of a delivery
-task (a redelivered message) cannot both send, and a claim left by a worker that died mid-send expires.
+task (a redelivered message) cannot both send. A claim left by a worker that died mid-send expires after
+CLAIM_TIMEOUT; a task that finds a live claim comes back after it (`Outcome.BUSY`), so the delivery is never
+left behind.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import uuid
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -24,14 +27,22 @@ logger = logging.getLogger(__name__)
 
 State = Delivery.State
 CLAIM_TIMEOUT = timedelta(minutes=5)
+# A channel's network errors (SMTP's are OSErrors) and the database's: worth trying again.
+TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError)
 SUPERSEDED = "Not sent: the job was retried, or is no longer finished, before this could be delivered."
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    SETTLED = "settled"  # nothing (more) to send: delivered, given up, superseded or deleted
+    BUSY = "busy"  # another sender holds a live claim; try again once it has expired
 
 
 def notifications_dispatch(*, conversion_id: uuid.UUID | str, attempt: int | None = None) -> list[Delivery]:
     """The notify step after a conversion: one delivery per channel for this finished attempt, each queued.
 
     Nothing for a job that is not done or failed (a cancelled one, say), was deleted, or has moved on to another
-    attempt. Safe to call again: a delivery that exists is queued again only if it is not finished.
+    attempt. Safe to call again: a delivery that exists is queued again only if it is not settled.
     """
     conversion = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).select_related("owner").first()
     if conversion is None or conversion.status not in Conversion.FINISHED:
@@ -49,35 +60,37 @@ def notifications_dispatch(*, conversion_id: uuid.UUID | str, attempt: int | Non
     return deliveries
 
 
-def delivery_send(*, delivery_id: int) -> bool:
-    """Send one delivery, once; returns whether it was sent now. A failed send releases the claim and raises, so
-    the task can try again."""
+def delivery_send(*, delivery_id: int, last_try: bool = False) -> Outcome:
+    """Send one delivery, once. A failed send records its error and raises; the delivery stays to be sent again
+    after a transient error, unless this was the last try."""
     now = timezone.now()
     claimable = Q(state=State.PENDING) | Q(state=State.CLAIMED, claimed_at__lt=now - CLAIM_TIMEOUT)
     claimed = Delivery.objects.filter(claimable, pk=delivery_id).update(
         state=State.CLAIMED, claimed_at=now, tries=F("tries") + 1
     )
     if not claimed:
-        return False
+        busy = Delivery.objects.filter(pk=delivery_id, state=State.CLAIMED).exists()
+        return Outcome.BUSY if busy else Outcome.SETTLED
     delivery = Delivery.objects.select_related("conversion__owner").get(pk=delivery_id)
     conversion = delivery.conversion
     if conversion.attempt != delivery.attempt or conversion.status not in Conversion.FINISHED:
         _settle(delivery, now, state=State.FAILED, error=SUPERSEDED)
-        return False
+        return Outcome.SETTLED
     try:
         CHANNELS[delivery.channel].send(conversion)
     except Exception as exc:
-        _settle(delivery, now, state=State.PENDING, error=repr(exc))
+        again = isinstance(exc, TRANSIENT_ERRORS) and not last_try
+        _settle(delivery, now, state=State.PENDING if again else State.FAILED, error=repr(exc))
         raise
     _settle(delivery, now, state=State.DELIVERED, delivered_at=timezone.now(), error="")
     logger.info("conversion %s: owner notified by %s", conversion.id, delivery.channel)
-    return True
+    return Outcome.SENT
 
 
 def delivery_fail(*, delivery_id: int, error: str) -> None:
-    """Give up on a delivery that kept failing."""
-    Delivery.objects.filter(pk=delivery_id).exclude(state=State.DELIVERED).update(state=State.FAILED, error=error)
-    logger.warning("delivery %s: given up: %s", delivery_id, error)
+    """Give up on a delivery that is waiting to be sent (its sends kept failing before they could begin)."""
+    if Delivery.objects.filter(pk=delivery_id, state=State.PENDING).update(state=State.FAILED, error=error):
+        logger.warning("delivery %s: given up: %s", delivery_id, error)
 
 
 def notification_resend(*, conversion: Conversion, channel: str) -> Delivery:

@@ -1,10 +1,11 @@
 """Input serializers parse requests; output serializers only shape data.
 
-The option rules live in engine.OutputOptions: the fields here only parse values (their choices, read from the
-output format's table, are for the API docs and forms), and `validate` hands them to OutputOptions.
+The option rules live in engine.OutputOptions, once: the option fields here only parse values, and `validate` hands
+them to OutputOptions. What each field accepts is still in the API schema, read from the same format table.
 """
 
 from django.urls import reverse
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -12,37 +13,70 @@ from .. import engine
 from ..engine import MP3
 from ..models import Conversion
 
+class OptionField:
+    """A field that only parses its value; `accepts` says in the API schema what OutputOptions will accept."""
+
+    def __init__(self, *, accepts: dict, **kwargs):
+        self.accepts = accepts
+        super().__init__(**kwargs)
+
+
+class IntegerOption(OptionField, serializers.IntegerField):
+    pass
+
+
+class FloatOption(OptionField, serializers.FloatField):
+    pass
+
+
+class TextOption(OptionField, serializers.CharField):
+    pass
+
+
+class OptionFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = OptionField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        parsed = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {**parsed, **self.target.accepts}
+
 
 class ConversionOptionsInputSerializer(serializers.Serializer):
     """The output options, shared by the native upload and the classic /upload (as form fields)."""
 
-    bitrate_kbps = serializers.ChoiceField(
-        choices=MP3.bitrates_kbps, required=False, help_text="Constant bitrate in kbit/s."
+    bitrate_kbps = IntegerOption(
+        required=False, help_text="Constant bitrate in kbit/s.", accepts={"enum": list(MP3.bitrates_kbps)}
     )
-    vbr_quality = serializers.ChoiceField(
-        choices=MP3.vbr_qualities, required=False,
+    vbr_quality = IntegerOption(
+        required=False,
         help_text=f"LAME VBR quality, {MP3.vbr_qualities[0]} (best, largest) to {MP3.vbr_qualities[-1]} (smallest). "
         f"The default when no bitrate is given: {MP3.default_vbr_quality}.",
+        accepts={"minimum": MP3.vbr_qualities[0], "maximum": MP3.vbr_qualities[-1]},
     )
-    sample_rate = serializers.ChoiceField(
-        choices=MP3.sample_rates, required=False,
-        help_text="Output sample rate in Hz. Default: the source's when MP3 allows it.",
+    sample_rate = IntegerOption(
+        required=False, help_text="Output sample rate in Hz. Default: the source's when MP3 allows it.",
+        accepts={"enum": list(MP3.sample_rates)},
     )
-    channels = serializers.ChoiceField(
-        choices=tuple(range(1, MP3.max_channels + 1)), required=False, help_text="1 (mono) or 2 (stereo)."
+    channels = IntegerOption(
+        required=False, help_text="1 (mono) or 2 (stereo).", accepts={"enum": list(range(1, MP3.max_channels + 1))}
     )
-    trim_start = serializers.FloatField(required=False, help_text="Start at this many seconds (0 or more).")
-    trim_end = serializers.FloatField(required=False, help_text="End at this many seconds (after trim_start).")
+    trim_start = FloatOption(required=False, help_text="Start at this many seconds.", accepts={"minimum": 0})
+    trim_end = FloatOption(
+        required=False, help_text="End at this many seconds (after trim_start).", accepts={"minimum": 0}
+    )
     normalize = serializers.BooleanField(required=False, help_text="EBU R128 loudness normalisation.")
-    title = serializers.CharField(
-        max_length=engine.TAG_MAX_LENGTH, required=False, help_text="ID3 title. Default: the file name's stem."
+    title = TextOption(
+        required=False, help_text="ID3 title. Default: the file name's stem.",
+        accepts={"maxLength": engine.TAG_MAX_LENGTH},
     )
-    artist = serializers.CharField(max_length=engine.TAG_MAX_LENGTH, required=False, help_text="ID3 artist.")
-    album = serializers.CharField(max_length=engine.TAG_MAX_LENGTH, required=False, help_text="ID3 album.")
+    artist = TextOption(required=False, help_text="ID3 artist.", accepts={"maxLength": engine.TAG_MAX_LENGTH})
+    album = TextOption(required=False, help_text="ID3 album.", accepts={"maxLength": engine.TAG_MAX_LENGTH})
     cover = serializers.BooleanField(required=False, help_text="Embed a frame of the video as cover art.")
-    audio_track = serializers.IntegerField(
+    audio_track = IntegerOption(
         required=False,
         help_text="Which audio track to convert, counting from 0. Default: the track marked default, else the first.",
+        accepts={"minimum": 0},
     )
 
     def validate(self, attrs):
@@ -50,7 +84,7 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
         try:
             self._options = engine.OutputOptions(**options)
         except engine.InvalidOption as exc:
-            raise serializers.ValidationError({exc.field: [exc.message]}) from exc
+            raise serializers.ValidationError(exc.field_errors()) from exc
         return attrs
 
     def to_options(self) -> engine.OutputOptions:

@@ -24,7 +24,7 @@ from .errors import (
     UnsupportedMedia,
 )
 from .ffmpeg import ffmpeg_exe
-from .formats import MP3, OUTPUT_FORMATS, OutputFormat
+from .formats import MP3, OutputFormat
 from .options import TAG_MAX_LENGTH, OutputOptions
 from .probe import AudioStream, MediaInfo, parse_probe_output, probe
 from .run import SHORTFALL_TOLERANCE_SECONDS, ConversionResult, convert
@@ -33,7 +33,6 @@ __all__ = [
     "COVER_MAX_SIDE",
     "LOUDNORM_FILTER",
     "MP3",
-    "OUTPUT_FORMATS",
     "SHORTFALL_TOLERANCE_SECONDS",
     "TAG_MAX_LENGTH",
     "UNDECODABLE_MESSAGE",

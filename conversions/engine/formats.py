@@ -1,6 +1,6 @@
-"""Output formats as data: one row per format, read by the options, the command builder, the API and downloads.
+"""The output format as data: what the options, the command builder, the API schema and the downloads read.
 
-MP3 is the only row. A new format would be a new row here (and its choice in the API), not edits across modules.
+MP3 is the only row. A second format would be a second row here (and a way to choose it), not edits across modules.
 """
 
 from __future__ import annotations
@@ -43,5 +43,3 @@ MP3 = OutputFormat(
     cover=True,
     copy_codecs=frozenset({"mp3"}),
 )
-
-OUTPUT_FORMATS = {MP3.name: MP3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 
 from .errors import UNDECODABLE_MESSAGE, InvalidOption, TrimOutOfRange, UnsupportedMedia
@@ -46,30 +47,32 @@ class OutputOptions:
     audio_track: int | None = None
 
     def __post_init__(self):
+        problems = dict(self._problems())
+        if problems:
+            raise InvalidOption(problems)
+
+    def _problems(self) -> Iterator[tuple[str, str]]:
+        """(field, sentence) for every option that breaks a rule: all of them, so a client can fix all at once."""
         if self.bitrate_kbps is not None and self.vbr_quality is not None:
-            raise InvalidOption(
-                "vbr_quality", "Choose either bitrate_kbps (constant bitrate) or vbr_quality, not both."
-            )
+            yield "vbr_quality", "Choose either bitrate_kbps (constant bitrate) or vbr_quality, not both."
         if self.bitrate_kbps is not None and self.bitrate_kbps not in MP3.bitrates_kbps:
-            raise InvalidOption("bitrate_kbps", f"bitrate_kbps must be one of {_listed(MP3.bitrates_kbps)}.")
+            yield "bitrate_kbps", f"bitrate_kbps must be one of {_listed(MP3.bitrates_kbps)}."
         if self.vbr_quality is not None and self.vbr_quality not in MP3.vbr_qualities:
-            raise InvalidOption(
-                "vbr_quality",
-                f"vbr_quality must be between {MP3.vbr_qualities[0]} (best) and {MP3.vbr_qualities[-1]} (smallest).",
-            )
+            best, smallest = MP3.vbr_qualities[0], MP3.vbr_qualities[-1]
+            yield "vbr_quality", f"vbr_quality must be between {best} (best) and {smallest} (smallest)."
         if self.sample_rate is not None and self.sample_rate not in MP3.sample_rates:
-            raise InvalidOption("sample_rate", f"sample_rate must be one of {_listed(MP3.sample_rates)}.")
+            yield "sample_rate", f"sample_rate must be one of {_listed(MP3.sample_rates)}."
         if self.channels is not None and self.channels not in range(1, MP3.max_channels + 1):
-            raise InvalidOption("channels", "channels must be 1 (mono) or 2 (stereo).")
+            yield "channels", "channels must be 1 (mono) or 2 (stereo)."
         if self.trim_start is not None and self.trim_start < 0:
-            raise InvalidOption("trim_start", "trim_start must be zero or more seconds.")
+            yield "trim_start", "trim_start must be zero or more seconds."
         if self.trim_end is not None and self.trim_end <= (self.trim_start or 0):
-            raise InvalidOption("trim_end", "trim_end must be later than trim_start.")
+            yield "trim_end", "trim_end must be later than trim_start."
         if self.audio_track is not None and self.audio_track < 0:
-            raise InvalidOption("audio_track", "audio_track must be zero or more.")
+            yield "audio_track", "audio_track must be zero or more."
         for tag in TAGS:
             if len(getattr(self, tag) or "") > TAG_MAX_LENGTH:
-                raise InvalidOption(tag, f"{tag} must be at most {TAG_MAX_LENGTH} characters.")
+                yield tag, f"{tag} must be at most {TAG_MAX_LENGTH} characters."
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -97,9 +100,8 @@ class OutputOptions:
         """Raise if the options do not fit this file: a missing audio track, or a trim beyond its end."""
         if self.audio_track is not None and self.audio_track >= len(info.audio_streams):
             count = len(info.audio_streams)
-            raise InvalidOption(
-                "audio_track", f"This file has {count} audio track{'s' if count != 1 else ''}: choose 0 to {count - 1}."
-            )
+            tracks = f"{count} audio track{'s' if count != 1 else ''}"
+            raise InvalidOption({"audio_track": f"This file has {tracks}: choose 0 to {count - 1}."})
         stream = info.audio_streams[self.audio_track] if self.audio_track is not None else info.default_audio
         if stream is not None and stream.codec == "none":
             raise UnsupportedMedia(UNDECODABLE_MESSAGE)

@@ -6,6 +6,10 @@
 Callers import from here. Telling the owner is the `notifications` app's part.
 """
 
+from mp3converter.errors import QueueUnavailable, StorageUnavailable
+
+from ..filenames import clean_filename
+from ..workdirs import workdirs_sweep
 from .lifecycle import (
     conversion_cancel,
     conversion_create,
@@ -16,8 +20,12 @@ from .lifecycle import (
 )
 from .processing import ProgressReporter, conversion_convert
 
+# Callers of the single module this package replaced import these from here too.
 __all__ = [
     "ProgressReporter",
+    "QueueUnavailable",
+    "StorageUnavailable",
+    "clean_filename",
     "conversion_cancel",
     "conversion_convert",
     "conversion_create",
@@ -25,4 +33,5 @@ __all__ = [
     "conversion_enqueue",
     "conversion_mark_failed",
     "conversion_retry",
+    "workdirs_sweep",
 ]

@@ -54,14 +54,17 @@ _exchange = Exchange("mp3converter", type="direct")
 CELERY_TASK_QUEUES = (
     Queue("convert", _exchange, routing_key="convert"),
     Queue("notify", _exchange, routing_key="notify"),
+    # Notifications: one queue per channel (notifications/channels/); the notify worker consumes them all.
+    Queue("email", _exchange, routing_key="email"),
 )
 CELERY_TASK_DEFAULT_EXCHANGE = "mp3converter"
 CELERY_TASK_DEFAULT_ROUTING_KEY = "convert"
 # One queue per step, each served by its own worker deployment (task_routes).
 CELERY_TASK_ROUTES = {
     "conversions.tasks.convert_video_task": {"queue": "convert"},
+    # The chain's notify step (notifications/tasks.py; its name is older than that app).
     "conversions.tasks.notify_owner_task": {"queue": "notify"},
-    "notifications.tasks.deliver_notification_task": {"queue": "notify"},
+    # Deliveries go on their channel's queue (Channel.queue), given when each one is queued.
 }
 # Messages survive a broker restart (task_default_delivery_mode).
 CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"

@@ -16,8 +16,9 @@ class Channel:
     """
 
     name: str = ""
-    # The queue the delivery task goes on; the notify worker consumes it.
-    queue: str = "notify"
+    # The queue its deliveries go on, one per channel so a slow channel never holds up another; the notify worker
+    # consumes it (docker/bin/notify-worker) and mp3converter/settings/celery.py declares it.
+    queue: str = ""
 
     def applies_to(self, conversion: Conversion) -> bool:
         """Whether this job's owner is told through this channel at all."""

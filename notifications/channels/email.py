@@ -34,6 +34,7 @@ def message(conversion: Conversion) -> tuple[str, str]:
 
 class EmailChannel(Channel):
     name = "email"
+    queue = "email"
 
     def applies_to(self, conversion: Conversion) -> bool:
         return bool(conversion.owner.email)

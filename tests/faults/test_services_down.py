@@ -70,15 +70,18 @@ def test_smtp_down_then_back_sends_every_email_once(live_workers, media, mailbox
             return len(rows) == len(jobs) and all(row.status == "done" and row.notified_at is None for row in rows)
 
         wait_for(converted_and_waiting_to_notify, timeout=60, message="the jobs to be done, not notified")
-        # Every job's notify task has run into the dead server and holds a retry: a message per job the notify
-        # worker keeps unacknowledged until its countdown ends.
-        wait_for(lambda: sum(queue_depth("notify")) >= len(jobs), timeout=30,
-                 message="a notify retry pending for every job")
+        # Every job's email delivery has run into the dead server and holds a retry: a message per job on the
+        # `email` queue that the notify worker keeps unacknowledged until its countdown ends.
+        wait_for(lambda: sum(queue_depth("email")) >= len(jobs), timeout=30,
+                 message="an email retry pending for every job")
         assert converted_and_waiting_to_notify()
         assert not any(emails_about(mailbox, job) for job in jobs)
         # A failed send releases its claim, so the retry can send (a claim left set would hold the email 5 minutes).
         wait_for(lambda: not Delivery.objects.filter(conversion__in=jobs, state=Delivery.State.CLAIMED).exists(),
                  timeout=10, message="the failed sends to release their claims")
+        waiting = list(Delivery.objects.filter(conversion__in=jobs))
+        assert len(waiting) == len(jobs)
+        assert all(d.state == Delivery.State.PENDING and d.tries >= 1 and "Connection" in d.error for d in waiting)
         start_smtp(mailbox)
 
     # The retries back off (5 s, 10 s, 20 s ... with jitter): every email arrives within the deadline, once.
@@ -88,6 +91,8 @@ def test_smtp_down_then_back_sends_every_email_once(live_workers, media, mailbox
     for job, owner in zip(jobs, owners):
         assert_finished_exactly_once(job, owner.email, mailbox)
         assert len(mailbox.to(owner.email)) == 1
+    sent = Delivery.objects.filter(conversion__in=jobs)
+    assert all(d.state == Delivery.State.DELIVERED and d.tries >= 2 and d.error == "" for d in sent)  # every try logged
 
 
 # --- 5. RabbitMQ restarted with jobs in its queue --------------------------------------------------------------------

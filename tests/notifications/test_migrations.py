@@ -1,5 +1,6 @@
 """The migration that moves the email state off the job: jobs already notified stay notified, an email being sent
-stays claimed, and going back restores the old columns. Run on the real database, from the schema before it."""
+stays claimed, the old columns stay for the pods of the release before, and going back restores them. Run on the
+real database, from the schema before it."""
 
 from datetime import timedelta
 
@@ -51,6 +52,12 @@ def test_email_state_carries_over_to_deliveries_and_back(migrator):
     }
     fields = {field.name for field in new.get_model("conversions", "Conversion")._meta.get_fields()}
     assert not fields & {"notified_at", "notify_started_at"}
+    # The columns stay for this release: old pods still read them while an upgrade rolls out.
+    with connection.cursor() as cursor:
+        columns = {column.name for column in connection.introspection.get_table_description(cursor, "conversions_conversion")}
+    assert {"notified_at", "notify_started_at"} <= columns
+    made = new.get_model("conversions", "Conversion").objects.create(owner_id=owner.pk, original_filename="d.mp4")
+    assert made.pk  # the new model writes rows without them
 
     back = migrator(BEFORE)
     rows = {job.id: (job.notified_at, job.notify_started_at) for job in back.get_model("conversions", "Conversion").objects.all()}

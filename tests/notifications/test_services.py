@@ -1,6 +1,5 @@
 """notifications.services against the real database and Django's mail: what is sent about a finished job, once."""
 
-import socket
 import uuid
 from datetime import timedelta
 
@@ -14,13 +13,14 @@ from notifications import services
 from notifications.models import Delivery
 from notifications.services import (
     CLAIM_TIMEOUT,
+    Outcome,
     delivery_fail,
     delivery_send,
     notification_resend,
     notifications_dispatch,
 )
 from tests.factories import ConversionFactory
-from tests.utils import jobs
+from tests.utils import free_port, jobs
 
 Status = Conversion.Status
 State = Delivery.State
@@ -39,12 +39,6 @@ def queued(monkeypatch):
     sent = []
     monkeypatch.setattr(services, "_enqueue", sent.append)
     return sent
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def notify(conversion: Conversion) -> list[Delivery]:
@@ -77,7 +71,7 @@ def test_done_job_is_emailed_once(db, locmem_email, queued):
     assert notified_at == sent.delivered_at is not None
 
     # A second copy of either task sends nothing more, and the notify step queues nothing for a sent delivery.
-    assert not delivery_send(delivery_id=delivery.pk)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.SETTLED
     assert notifications_dispatch(conversion_id=conversion.id, attempt=1) == [delivery]
     assert len(locmem_email) == 1 and queued == [delivery]
     assert jobs().get(pk=conversion.pk).notified_at == notified_at
@@ -115,18 +109,22 @@ def test_a_delivery_overtaken_by_a_retry_is_not_sent(db, locmem_email, queued):
     conversion = ConversionFactory(status=Status.FAILED, error_message="Boom.")
     [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
     Conversion.objects.filter(pk=conversion.pk).update(status=Status.QUEUED, attempt=2)  # retried before sending
-    assert not delivery_send(delivery_id=delivery.pk)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.SETTLED
     assert locmem_email == []
     assert state_of(delivery).state == State.FAILED
     assert "retried" in state_of(delivery).error
 
 
 # --- failures and claims -----------------------------------------------------------------------------------------
-def test_smtp_down_releases_the_claim_and_raises_for_a_retry(db, settings, queued):
+@pytest.fixture
+def smtp_down(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", closed_port()
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()  # nothing listens there
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_TIMEOUT = 5
+
+
+def test_smtp_down_releases_the_claim_and_raises_for_a_retry(db, smtp_down, queued):
     conversion = ConversionFactory(status=Status.DONE)
     [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
     with pytest.raises(OSError):  # ConnectionRefusedError; the delivery task retries OSErrors
@@ -138,12 +136,24 @@ def test_smtp_down_releases_the_claim_and_raises_for_a_retry(db, settings, queue
     assert Conversion.objects.get(pk=conversion.pk).status == Status.DONE
 
 
+def test_the_last_try_failing_gives_the_delivery_up(db, smtp_down, queued):
+    conversion = ConversionFactory(status=Status.DONE)
+    [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
+    with pytest.raises(OSError):
+        delivery_send(delivery_id=delivery.pk, last_try=True)
+    assert state_of(delivery).state == State.FAILED
+    assert "ConnectionRefusedError" in state_of(delivery).error
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.SETTLED
+
+
 def test_a_claim_held_by_a_live_sender_stops_a_second_one(db, locmem_email, queued):
     conversion = ConversionFactory(status=Status.DONE)
     [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
     Delivery.objects.filter(pk=delivery.pk).update(state=State.CLAIMED, claimed_at=timezone.now())
-    assert not delivery_send(delivery_id=delivery.pk)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.BUSY  # to be looked at again once the claim expires
     assert locmem_email == []
+    delivery_fail(delivery_id=delivery.pk, error="gave up")  # giving up never takes over a live claim
+    assert state_of(delivery).state == State.CLAIMED
 
 
 def test_a_claim_left_by_a_dead_sender_expires(db, locmem_email, queued):
@@ -151,7 +161,7 @@ def test_a_claim_left_by_a_dead_sender_expires(db, locmem_email, queued):
     [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
     stale = timezone.now() - CLAIM_TIMEOUT - timedelta(seconds=1)
     Delivery.objects.filter(pk=delivery.pk).update(state=State.CLAIMED, claimed_at=stale, tries=1)
-    assert delivery_send(delivery_id=delivery.pk)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.SENT
     assert len(locmem_email) == 1
     assert (state_of(delivery).state, state_of(delivery).tries) == (State.DELIVERED, 2)
 
@@ -161,7 +171,7 @@ def test_giving_up_records_the_error(db, queued):
     [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
     delivery_fail(delivery_id=delivery.pk, error="ConnectionRefusedError(111)")
     assert (state_of(delivery).state, state_of(delivery).error) == (State.FAILED, "ConnectionRefusedError(111)")
-    assert not delivery_send(delivery_id=delivery.pk)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.SETTLED
 
 
 # --- resend ------------------------------------------------------------------------------------------------------
@@ -171,7 +181,7 @@ def test_resend_sends_a_delivered_email_again(db, locmem_email, queued):
     resent = notification_resend(conversion=conversion, channel="email")
     assert resent.pk == delivery.pk and queued == [delivery, resent]
     assert state_of(delivery).state == State.PENDING
-    assert delivery_send(delivery_id=delivery.pk)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.SENT
     assert [message.subject for message in locmem_email] == ["MP3 Download", "MP3 Download"]
     assert (state_of(delivery).state, state_of(delivery).tries) == (State.DELIVERED, 2)
 
@@ -180,5 +190,5 @@ def test_resend_of_a_job_never_notified_creates_its_delivery(db, locmem_email, q
     conversion = ConversionFactory(status=Status.FAILED, error_message="Boom.")
     delivery = notification_resend(conversion=conversion, channel="email")
     assert queued == [delivery]
-    assert delivery_send(delivery_id=delivery.pk)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.SENT
     assert [message.subject for message in locmem_email] == ["MP3 conversion failed"]

@@ -57,8 +57,16 @@ def test_output_options_validation(kwargs):
     with pytest.raises(InvalidOption) as refused:
         OutputOptions(**kwargs)
     # It names the field at fault: the later one of two that clash.
+    assert list(refused.value.problems) == [list(kwargs)[-1]]
     assert refused.value.field == list(kwargs)[-1]
     assert refused.value.field in refused.value.message
+
+
+def test_output_options_report_every_bad_option_at_once():
+    with pytest.raises(InvalidOption) as refused:
+        OutputOptions(bitrate_kbps=100, sample_rate=44000, title="x" * 201)
+    assert set(refused.value.problems) == {"bitrate_kbps", "sample_rate", "title"}
+    assert "32, 40, 48" in refused.value.problems["bitrate_kbps"]  # the allowed values, from the format table
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,104 @@
+"""The notification tasks, run in-process with Task.apply() (retries are re-applied at once, in-process): what
+they retry, when they give up, and that a delivery another worker holds is looked at again."""
+
+from datetime import timedelta
+
+import pytest
+from celery import states
+from django.core import mail
+from django.db import OperationalError
+from django.utils import timezone
+
+from conversions.models import Conversion
+from notifications import services
+from notifications.models import Delivery
+from notifications.services import CLAIM_TIMEOUT, notifications_dispatch
+from notifications.tasks import DELIVERY_MAX_RETRIES, deliver_notification_task, notify_owner_task
+from tests.factories import ConversionFactory
+from tests.utils import free_port
+
+State = Delivery.State
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "_enqueue", sent.append)
+    return sent
+
+
+@pytest.fixture
+def retries(monkeypatch):
+    """The countdown of every retry the delivery task asks for, before it is re-applied."""
+    asked = []
+    real_retry = deliver_notification_task.retry
+
+    def recording_retry(*args, **kwargs):
+        asked.append(kwargs.get("countdown"))
+        return real_retry(*args, **kwargs)
+
+    monkeypatch.setattr(deliver_notification_task, "retry", recording_retry)
+    return asked
+
+
+def deliver(delivery: Delivery):
+    return deliver_notification_task.apply(args=[delivery.pk, str(delivery.conversion_id)])
+
+
+def test_the_notify_step_is_retried_after_a_database_error(db, queued, monkeypatch):
+    conversion = ConversionFactory(status=Conversion.Status.DONE)
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError(2013, "Lost connection to server during query")
+        return notifications_dispatch(**kwargs)
+
+    monkeypatch.setattr(services, "notifications_dispatch", flaky)
+    result = notify_owner_task.apply(args=[str(conversion.id), 1])
+    assert result.state == states.SUCCESS
+    assert len(calls) == 2
+    [delivery] = queued
+    assert (delivery.conversion_id, delivery.channel) == (conversion.id, "email")
+
+
+def test_smtp_down_on_every_try_gives_the_delivery_up(db, settings, queued, retries):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()  # nothing listens there
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    conversion = ConversionFactory(status=Conversion.Status.DONE)
+    [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
+    result = deliver(delivery)
+    assert result.state == states.FAILURE  # Flower shows it
+    given_up = Delivery.objects.get(pk=delivery.pk)
+    assert (given_up.state, given_up.tries) == (State.FAILED, DELIVERY_MAX_RETRIES + 1)
+    assert "ConnectionRefusedError" in given_up.error
+    assert len(retries) == DELIVERY_MAX_RETRIES
+    assert all(0 <= countdown <= 600 for countdown in retries)
+
+
+def test_a_delivery_another_worker_holds_is_sent_once_that_claim_has_expired(db, settings, queued, monkeypatch):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+    conversion = ConversionFactory(status=Conversion.Status.DONE)
+    [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
+    # A worker claimed it and died mid-send; its message came back at once, while the claim is still live.
+    Delivery.objects.filter(pk=delivery.pk).update(state=State.CLAIMED, claimed_at=timezone.now(), tries=1)
+    countdowns = []
+    real_retry = deliver_notification_task.retry
+
+    def time_passes(*args, **kwargs):
+        countdowns.append(kwargs.get("countdown"))
+        # By the end of the countdown the dead worker's claim has expired.
+        expired = timezone.now() - CLAIM_TIMEOUT - timedelta(seconds=1)
+        Delivery.objects.filter(pk=delivery.pk).update(claimed_at=expired)
+        return real_retry(*args, **kwargs)
+
+    monkeypatch.setattr(deliver_notification_task, "retry", time_passes)
+    result = deliver(delivery)
+    assert result.state == states.SUCCESS
+    assert countdowns == [CLAIM_TIMEOUT.total_seconds() + 1]
+    sent = Delivery.objects.get(pk=delivery.pk)
+    assert (sent.state, sent.tries) == (State.DELIVERED, 2)
+    assert [message.to for message in mail.outbox] == [[conversion.owner.email]]
