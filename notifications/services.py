@@ -2,8 +2,7 @@
 
 Every state change of a delivery is a conditional update on its row, as with conversions: two copies of a delivery
 task (a redelivered message) cannot both send. A claim left by a worker that died mid-send expires after
-CLAIM_TIMEOUT; a task that finds a live claim comes back after it (`Outcome.BUSY`), so the delivery is never
-left behind.
+CLAIM_TIMEOUT; a task that finds a live claim comes back after it (`Outcome.BUSY`), so no delivery is left claimed.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 State = Delivery.State
 CLAIM_TIMEOUT = timedelta(minutes=5)
+# Sends begun before a delivery whose channel keeps failing is given up: the first and ten more.
+DELIVERY_MAX_TRIES = 11
 # A channel's network errors (SMTP's are OSErrors) and the database's: worth trying again.
 TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError)
 SUPERSEDED = "Not sent: the job was retried, or is no longer finished, before this could be delivered."
@@ -34,8 +35,10 @@ SUPERSEDED = "Not sent: the job was retried, or is no longer finished, before th
 
 class Outcome(enum.Enum):
     SENT = "sent"
-    SETTLED = "settled"  # nothing (more) to send: delivered, given up, superseded or deleted
-    BUSY = "busy"  # another sender holds a live claim; try again once it has expired
+    RETRY = "retry"  # the channel failed, for now: send again later
+    FAILED = "failed"  # given up: the channel kept failing, or failed in a way trying again cannot mend
+    SETTLED = "settled"  # nothing (more) to send: delivered or given up already, superseded, or deleted
+    BUSY = "busy"  # a worker holds a live claim on it: look again once the claim has expired
 
 
 def notifications_dispatch(*, conversion_id: uuid.UUID | str, attempt: int | None = None) -> list[Delivery]:
@@ -60,9 +63,9 @@ def notifications_dispatch(*, conversion_id: uuid.UUID | str, attempt: int | Non
     return deliveries
 
 
-def delivery_send(*, delivery_id: int, last_try: bool = False) -> Outcome:
-    """Send one delivery, once. A failed send records its error and raises; the delivery stays to be sent again
-    after a transient error, unless this was the last try."""
+def delivery_send(*, delivery_id: int) -> Outcome:
+    """Send one delivery, once, and record how it went. Errors of the database itself propagate (the claim, if it
+    was made, then expires and the delivery is sent by whoever looks next)."""
     now = timezone.now()
     claimable = Q(state=State.PENDING) | Q(state=State.CLAIMED, claimed_at__lt=now - CLAIM_TIMEOUT)
     claimed = Delivery.objects.filter(claimable, pk=delivery_id).update(
@@ -71,7 +74,9 @@ def delivery_send(*, delivery_id: int, last_try: bool = False) -> Outcome:
     if not claimed:
         busy = Delivery.objects.filter(pk=delivery_id, state=State.CLAIMED).exists()
         return Outcome.BUSY if busy else Outcome.SETTLED
-    delivery = Delivery.objects.select_related("conversion__owner").get(pk=delivery_id)
+    delivery = Delivery.objects.select_related("conversion__owner").filter(pk=delivery_id).first()
+    if delivery is None:
+        return Outcome.SETTLED  # its job was deleted meanwhile
     conversion = delivery.conversion
     if conversion.attempt != delivery.attempt or conversion.status not in Conversion.FINISHED:
         _settle(delivery, now, state=State.FAILED, error=SUPERSEDED)
@@ -79,18 +84,16 @@ def delivery_send(*, delivery_id: int, last_try: bool = False) -> Outcome:
     try:
         CHANNELS[delivery.channel].send(conversion)
     except Exception as exc:
-        again = isinstance(exc, TRANSIENT_ERRORS) and not last_try
-        _settle(delivery, now, state=State.PENDING if again else State.FAILED, error=repr(exc))
-        raise
+        if isinstance(exc, TRANSIENT_ERRORS) and delivery.tries < DELIVERY_MAX_TRIES:
+            logger.warning("delivery %s: try %d failed, to be tried again: %r", delivery.pk, delivery.tries, exc)
+            _settle(delivery, now, state=State.PENDING, error=repr(exc))
+            return Outcome.RETRY
+        logger.error("delivery %s: given up after %d tries: %r", delivery.pk, delivery.tries, exc, exc_info=exc)
+        _settle(delivery, now, state=State.FAILED, error=repr(exc))
+        return Outcome.FAILED
     _settle(delivery, now, state=State.DELIVERED, delivered_at=timezone.now(), error="")
     logger.info("conversion %s: owner notified by %s", conversion.id, delivery.channel)
     return Outcome.SENT
-
-
-def delivery_fail(*, delivery_id: int, error: str) -> None:
-    """Give up on a delivery that is waiting to be sent (its sends kept failing before they could begin)."""
-    if Delivery.objects.filter(pk=delivery_id, state=State.PENDING).update(state=State.FAILED, error=error):
-        logger.warning("delivery %s: given up: %s", delivery_id, error)
 
 
 def notification_resend(*, conversion: Conversion, channel: str) -> Delivery:

@@ -12,7 +12,8 @@ from .services import CLAIM_TIMEOUT, TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_MAX_RETRIES = 10
+# The notify step's retries, as before the notifications app.
+NOTIFY_MAX_RETRIES = 10
 
 
 def backoff(retries: int) -> float:
@@ -27,7 +28,7 @@ def backoff(retries: int) -> float:
     retry_backoff=5,
     retry_backoff_max=600,
     retry_jitter=True,
-    max_retries=DELIVERY_MAX_RETRIES,
+    max_retries=NOTIFY_MAX_RETRIES,
 )
 def notify_owner_task(conversion_id: str, attempt: int | None = None) -> None:
     """The chain's step after `convert`: a delivery per channel for the finished attempt, each queued. Safe to
@@ -38,26 +39,24 @@ def notify_owner_task(conversion_id: str, attempt: int | None = None) -> None:
         notifications_dispatch(conversion_id=conversion_id, attempt=attempt)
 
 
-@shared_task(bind=True, max_retries=DELIVERY_MAX_RETRIES)
-def deliver_notification_task(self, delivery_id: int, conversion_id: str) -> None:
-    """Send one delivery. Transient errors are tried again with backoff; a delivery another worker is sending is
-    looked at again once that worker's claim has expired."""
-    from .services import Outcome, delivery_fail, delivery_send
+class DeliveryFailed(Exception):
+    """The delivery was given up (its error is on the delivery): the task ends as a failure, as Flower shows it."""
 
-    last_try = self.request.retries >= self.max_retries
+
+@shared_task(bind=True, max_retries=None)
+def deliver_notification_task(self, delivery_id: int, conversion_id: str) -> None:
+    """Send one delivery. A channel that fails is tried again with backoff until the delivery is given up; the
+    database failing, or a worker holding the delivery, is waited out, however long it takes."""
+    from .services import Outcome, delivery_send
+
     with job_context(conversion_id):
         try:
-            outcome = delivery_send(delivery_id=delivery_id, last_try=last_try)
+            outcome = delivery_send(delivery_id=delivery_id)
         except TRANSIENT_ERRORS as exc:
-            if last_try:
-                logger.error("delivery %s: giving up after %d retries: %r", delivery_id, self.request.retries, exc)
-                delivery_fail(delivery_id=delivery_id, error=repr(exc))
-                raise
             raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
-        except Exception as exc:
-            # A bug, not a flaky server: the delivery is marked failed (by the service, or here if it never began).
-            logger.exception("delivery %s: unexpected error", delivery_id)
-            delivery_fail(delivery_id=delivery_id, error=repr(exc))
-            raise
-        if outcome is Outcome.BUSY and not last_try:
-            raise self.retry(countdown=CLAIM_TIMEOUT.total_seconds() + 1)
+    if outcome is Outcome.RETRY:
+        raise self.retry(countdown=backoff(self.request.retries))
+    if outcome is Outcome.BUSY:
+        raise self.retry(countdown=CLAIM_TIMEOUT.total_seconds() + 1)
+    if outcome is Outcome.FAILED:
+        raise DeliveryFailed(f"delivery {delivery_id} given up")

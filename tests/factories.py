@@ -1,6 +1,7 @@
 """factory-boy factories for the suite's rows."""
 
 import factory
+from django.utils import timezone
 
 from accounts.models import User
 
@@ -30,3 +31,17 @@ class ConversionFactory(factory.django.DjangoModelFactory):
     owner = factory.SubFactory(UserFactory)
     original_filename = factory.Sequence(lambda n: f"clip{n}.mp4")
     source_size = 1024
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    """An email delivery about a job's current attempt, sent."""
+
+    class Meta:
+        model = "notifications.Delivery"
+
+    conversion = factory.SubFactory(ConversionFactory, status="done")
+    channel = "email"
+    attempt = factory.SelfAttribute("conversion.attempt")
+    state = "delivered"
+    tries = 1
+    delivered_at = factory.LazyFunction(timezone.now)

@@ -119,10 +119,10 @@ def test_native_handler_answers_with_code_status_message_and_retry_after():
 def test_native_handler_answers_an_error_about_a_field_as_a_field_error():
     from conversions.engine import InvalidOption
 
-    response = exception_handler(InvalidOption({"audio_track": "This file has 1 audio track: choose 0 to 0."}), {})
+    response = exception_handler(InvalidOption({"audio_track": ["This file has 1 audio track: choose 0 to 0."]}), {})
     assert (response.status_code, response.data) == (400, {"audio_track": ["This file has 1 audio track: choose 0 to 0."]})
 
-    several = InvalidOption({"bitrate_kbps": "bitrate_kbps must be one of 32, 64.", "channels": "channels must be 1."})
+    several = InvalidOption({"bitrate_kbps": ["bitrate_kbps must be one of 32, 64."], "channels": ["channels must be 1."]})
     assert exception_handler(several, {}).data == {
         "bitrate_kbps": ["bitrate_kbps must be one of 32, 64."], "channels": ["channels must be 1."]
     }

@@ -9,6 +9,8 @@ import pytest
 import yaml
 from rest_framework.test import APIClient
 
+from conversions.engine import MP3, TAG_MAX_LENGTH
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,3 +46,19 @@ def test_schema_and_docs_are_served_without_a_cdn():
     html = docs.content.decode()
     assert "drf_spectacular_sidecar/swagger-ui-dist/" in html
     assert "cdn.jsdelivr" not in html and "unpkg" not in html
+
+
+def test_the_option_fields_state_what_the_format_table_allows(schema):
+    components = schema["components"]["schemas"]
+    fields = components["ConversionCreateInputRequest"]["properties"]
+
+    def allowed(name: str) -> dict:
+        field = fields[name]
+        return components[field["allOf"][0]["$ref"].rsplit("/", 1)[1]] if "allOf" in field else field
+
+    assert allowed("bitrate_kbps")["enum"] == list(MP3.bitrates_kbps)
+    assert allowed("sample_rate")["enum"] == list(MP3.sample_rates)
+    assert allowed("channels")["enum"] == [1, 2]
+    assert (allowed("vbr_quality")["minimum"], allowed("vbr_quality")["maximum"]) == (0, 9)
+    assert allowed("trim_start")["minimum"] == 0 and allowed("audio_track")["minimum"] == 0
+    assert allowed("title")["maxLength"] == TAG_MAX_LENGTH

@@ -1,24 +1,36 @@
 """Input serializers parse requests; output serializers only shape data.
 
-The option rules live in engine.OutputOptions, once: the option fields here only parse values, and `validate` hands
-them to OutputOptions. What each field accepts is still in the API schema, read from the same format table.
+The option rules live in engine.OutputOptions, once. Each option field parses its value and asks OutputOptions
+whether it is fine on its own (so every bad field is reported at once, as DRF does); `validate` then builds the
+OutputOptions, which checks the rules across options. What each field accepts is also in the API schema, read from
+the same format table.
 """
 
 from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
+
+from mp3converter.errors import ErrorCode
 
 from .. import engine
 from ..engine import MP3
 from ..models import Conversion
 
-class OptionField:
-    """A field that only parses its value; `accepts` says in the API schema what OutputOptions will accept."""
 
-    def __init__(self, *, accepts: dict, **kwargs):
-        self.accepts = accepts
+class OptionField:
+    """A field that parses its value and leaves the rules to OutputOptions; `accepts` states them in the schema."""
+
+    def __init__(self, *, accepts: dict | None = None, **kwargs):
+        self.accepts = accepts or {}
         super().__init__(**kwargs)
+
+    def run_validation(self, data=empty):
+        value = super().run_validation(data)
+        if (problem := engine.OutputOptions.problem_with(self.field_name, value)) is not None:
+            raise serializers.ValidationError(problem, code=ErrorCode.INVALID_OPTION)
+        return value
 
 
 class IntegerOption(OptionField, serializers.IntegerField):
@@ -30,6 +42,10 @@ class FloatOption(OptionField, serializers.FloatField):
 
 
 class TextOption(OptionField, serializers.CharField):
+    pass
+
+
+class BooleanOption(OptionField, serializers.BooleanField):
     pass
 
 
@@ -65,14 +81,14 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
     trim_end = FloatOption(
         required=False, help_text="End at this many seconds (after trim_start).", accepts={"minimum": 0}
     )
-    normalize = serializers.BooleanField(required=False, help_text="EBU R128 loudness normalisation.")
+    normalize = BooleanOption(required=False, help_text="EBU R128 loudness normalisation.")
     title = TextOption(
         required=False, help_text="ID3 title. Default: the file name's stem.",
         accepts={"maxLength": engine.TAG_MAX_LENGTH},
     )
     artist = TextOption(required=False, help_text="ID3 artist.", accepts={"maxLength": engine.TAG_MAX_LENGTH})
     album = TextOption(required=False, help_text="ID3 album.", accepts={"maxLength": engine.TAG_MAX_LENGTH})
-    cover = serializers.BooleanField(required=False, help_text="Embed a frame of the video as cover art.")
+    cover = BooleanOption(required=False, help_text="Embed a frame of the video as cover art.")
     audio_track = IntegerOption(
         required=False,
         help_text="Which audio track to convert, counting from 0. Default: the track marked default, else the first.",

@@ -31,7 +31,7 @@ def _output_sample_rate(stream: AudioStream, options: OutputOptions, output: Out
         return options.sample_rate
     if stream.sample_rate is None:
         # loudnorm works at 192 kHz internally, so its output always needs an explicit rate.
-        return 44100 if options.normalize else None
+        return output.standard_sample_rate if options.normalize else None
     if stream.sample_rate in output.sample_rates:
         return stream.sample_rate
     lower = [rate for rate in output.sample_rates if rate <= stream.sample_rate]

@@ -46,16 +46,16 @@ class ConversionCancelled(MediaError):
 class InvalidOption(MediaError):
     """Options that are not valid, or do not fit this particular file (an audio track it does not have).
 
-    `problems` holds a sentence for each option at fault; `field` and `message` are the first of them.
+    `problems` holds the sentences for each option at fault; `field` and `message` are the first of them.
     """
 
     code = ErrorCode.INVALID_OPTION
     message = "One of the options is not valid."
 
-    def __init__(self, problems: dict[str, str]):
-        field, message = next(iter(problems.items()))
-        super().__init__(message, field=field)
+    def __init__(self, problems: dict[str, list[str]]):
+        field, messages = next(iter(problems.items()))
+        super().__init__(messages[0], field=field)
         self.problems = problems
 
     def field_errors(self) -> dict[str, list[str]]:
-        return {field: [message] for field, message in self.problems.items()}
+        return self.problems

@@ -20,6 +20,7 @@ class OutputFormat:
     vbr_qualities: tuple[int, ...]  # its VBR quality steps, best first
     default_vbr_quality: int
     sample_rates: tuple[int, ...]  # the rates the format can carry, ascending
+    standard_sample_rate: int  # the rate to write when the source's is unknown and one must be set
     max_channels: int
     cover: bool  # whether it can carry an attached cover picture
     copy_codecs: frozenset[str]  # source codecs that can be copied into it as they are, without re-encoding
@@ -39,6 +40,7 @@ MP3 = OutputFormat(
     default_vbr_quality=2,
     # MPEG-1, -2 and -2.5 layer III.
     sample_rates=(8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+    standard_sample_rate=44100,
     max_channels=2,
     cover=True,
     copy_codecs=frozenset({"mp3"}),

@@ -47,32 +47,43 @@ class OutputOptions:
     audio_track: int | None = None
 
     def __post_init__(self):
-        problems = dict(self._problems())
+        problems: dict[str, list[str]] = {}
+        for name, problem in self._problems():
+            problems.setdefault(name, []).append(problem)
         if problems:
             raise InvalidOption(problems)
 
     def _problems(self) -> Iterator[tuple[str, str]]:
-        """(field, sentence) for every option that breaks a rule: all of them, so a client can fix all at once."""
+        """(option, sentence) for every rule broken: all of them, so a client can fix them all at once."""
+        for name in self.names():
+            value = getattr(self, name)
+            if value is not None and (problem := self.problem_with(name, value)) is not None:
+                yield name, problem
+        # Rules across options.
         if self.bitrate_kbps is not None and self.vbr_quality is not None:
             yield "vbr_quality", "Choose either bitrate_kbps (constant bitrate) or vbr_quality, not both."
-        if self.bitrate_kbps is not None and self.bitrate_kbps not in MP3.bitrates_kbps:
-            yield "bitrate_kbps", f"bitrate_kbps must be one of {_listed(MP3.bitrates_kbps)}."
-        if self.vbr_quality is not None and self.vbr_quality not in MP3.vbr_qualities:
-            best, smallest = MP3.vbr_qualities[0], MP3.vbr_qualities[-1]
-            yield "vbr_quality", f"vbr_quality must be between {best} (best) and {smallest} (smallest)."
-        if self.sample_rate is not None and self.sample_rate not in MP3.sample_rates:
-            yield "sample_rate", f"sample_rate must be one of {_listed(MP3.sample_rates)}."
-        if self.channels is not None and self.channels not in range(1, MP3.max_channels + 1):
-            yield "channels", "channels must be 1 (mono) or 2 (stereo)."
-        if self.trim_start is not None and self.trim_start < 0:
-            yield "trim_start", "trim_start must be zero or more seconds."
         if self.trim_end is not None and self.trim_end <= (self.trim_start or 0):
             yield "trim_end", "trim_end must be later than trim_start."
-        if self.audio_track is not None and self.audio_track < 0:
-            yield "audio_track", "audio_track must be zero or more."
-        for tag in TAGS:
-            if len(getattr(self, tag) or "") > TAG_MAX_LENGTH:
-                yield tag, f"{tag} must be at most {TAG_MAX_LENGTH} characters."
+
+    @staticmethod
+    def problem_with(name: str, value) -> str | None:
+        """What is wrong with one option on its own, or None. The API asks this of every option it parses."""
+        if name == "bitrate_kbps" and value not in MP3.bitrates_kbps:
+            return f"bitrate_kbps must be one of {_listed(MP3.bitrates_kbps)}."
+        if name == "vbr_quality" and value not in MP3.vbr_qualities:
+            best, smallest = MP3.vbr_qualities[0], MP3.vbr_qualities[-1]
+            return f"vbr_quality must be between {best} (best) and {smallest} (smallest)."
+        if name == "sample_rate" and value not in MP3.sample_rates:
+            return f"sample_rate must be one of {_listed(MP3.sample_rates)}."
+        if name == "channels" and value not in range(1, MP3.max_channels + 1):
+            return "channels must be 1 (mono) or 2 (stereo)."
+        if name in ("trim_start", "trim_end") and value < 0:
+            return f"{name} must be zero or more seconds."
+        if name == "audio_track" and value < 0:
+            return "audio_track must be zero or more."
+        if name in TAGS and len(value) > TAG_MAX_LENGTH:
+            return f"{name} must be at most {TAG_MAX_LENGTH} characters."
+        return None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -101,7 +112,7 @@ class OutputOptions:
         if self.audio_track is not None and self.audio_track >= len(info.audio_streams):
             count = len(info.audio_streams)
             tracks = f"{count} audio track{'s' if count != 1 else ''}"
-            raise InvalidOption({"audio_track": f"This file has {tracks}: choose 0 to {count - 1}."})
+            raise InvalidOption({"audio_track": [f"This file has {tracks}: choose 0 to {count - 1}."]})
         stream = info.audio_streams[self.audio_track] if self.audio_track is not None else info.default_audio
         if stream is not None and stream.codec == "none":
             raise UnsupportedMedia(UNDECODABLE_MESSAGE)

@@ -41,6 +41,16 @@ def test_changelist_filters_by_status(admin_client):
     assert listed(admin_client, "?status__exact=failed") == [failed]
 
 
+def test_changelist_shows_and_filters_error_codes_by_their_labels(admin_client):
+    failed, done = ConversionFactory(**FAILED), ConversionFactory(status=Conversion.Status.DONE)
+    assert listed(admin_client, "?error_code=corrupt_media") == [failed]
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert "Corrupt Media (corrupt_media)" in page  # the column
+    assert '?error_code=corrupt_media"' in page and ">Corrupt Media</a>" in page  # the filter, only codes in use
+    assert "Timeout" not in page
+    assert done in listed(admin_client, "")
+
+
 def test_changelist_searches_by_owner_email(admin_client):
     mine = ConversionFactory(owner=UserFactory(email="findme@example.com"))
     ConversionFactory()

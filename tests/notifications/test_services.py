@@ -10,11 +10,12 @@ from django.utils import timezone
 from conversions import engine
 from conversions.models import Conversion
 from notifications import services
+from notifications.channels import EmailChannel
 from notifications.models import Delivery
 from notifications.services import (
     CLAIM_TIMEOUT,
+    DELIVERY_MAX_TRIES,
     Outcome,
-    delivery_fail,
     delivery_send,
     notification_resend,
     notifications_dispatch,
@@ -99,6 +100,13 @@ def test_nothing_is_sent_about_a_job_that_did_not_finish(db, locmem_email, queue
     assert jobs().get(pk=conversion.pk).notified_at is None
 
 
+def test_a_message_without_an_attempt_is_about_the_current_one(db, locmem_email, queued):
+    # Queued by the resend of releases before deliveries: `notify_owner_task(conversion_id)`.
+    conversion = ConversionFactory(status=Status.DONE, attempt=3)
+    [delivery] = notifications_dispatch(conversion_id=conversion.id)
+    assert delivery.attempt == 3
+
+
 def test_a_message_of_an_earlier_attempt_sends_nothing(db, locmem_email, queued):
     conversion = ConversionFactory(status=Status.DONE, attempt=2)
     assert notifications_dispatch(conversion_id=conversion.id, attempt=1) == []
@@ -124,11 +132,10 @@ def smtp_down(settings):
     settings.EMAIL_TIMEOUT = 5
 
 
-def test_smtp_down_releases_the_claim_and_raises_for_a_retry(db, smtp_down, queued):
+def test_smtp_down_releases_the_claim_for_a_retry(db, smtp_down, queued):
     conversion = ConversionFactory(status=Status.DONE)
     [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
-    with pytest.raises(OSError):  # ConnectionRefusedError; the delivery task retries OSErrors
-        delivery_send(delivery_id=delivery.pk)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.RETRY  # ConnectionRefusedError: worth another try
     failed = state_of(delivery)
     assert (failed.state, failed.tries) == (State.PENDING, 1)  # free for the retry to claim
     assert "ConnectionRefusedError" in failed.error
@@ -139,9 +146,9 @@ def test_smtp_down_releases_the_claim_and_raises_for_a_retry(db, smtp_down, queu
 def test_the_last_try_failing_gives_the_delivery_up(db, smtp_down, queued):
     conversion = ConversionFactory(status=Status.DONE)
     [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
-    with pytest.raises(OSError):
-        delivery_send(delivery_id=delivery.pk, last_try=True)
-    assert state_of(delivery).state == State.FAILED
+    Delivery.objects.filter(pk=delivery.pk).update(tries=DELIVERY_MAX_TRIES - 1)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.FAILED
+    assert (state_of(delivery).state, state_of(delivery).tries) == (State.FAILED, DELIVERY_MAX_TRIES)
     assert "ConnectionRefusedError" in state_of(delivery).error
     assert delivery_send(delivery_id=delivery.pk) is Outcome.SETTLED
 
@@ -152,8 +159,27 @@ def test_a_claim_held_by_a_live_sender_stops_a_second_one(db, locmem_email, queu
     Delivery.objects.filter(pk=delivery.pk).update(state=State.CLAIMED, claimed_at=timezone.now())
     assert delivery_send(delivery_id=delivery.pk) is Outcome.BUSY  # to be looked at again once the claim expires
     assert locmem_email == []
-    delivery_fail(delivery_id=delivery.pk, error="gave up")  # giving up never takes over a live claim
-    assert state_of(delivery).state == State.CLAIMED
+    assert (state_of(delivery).state, state_of(delivery).tries) == (State.CLAIMED, 0)
+
+
+def test_a_channel_failing_in_a_way_a_retry_cannot_mend_gives_up_at_once(db, queued, monkeypatch):
+    conversion = ConversionFactory(status=Status.DONE)
+    [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
+
+    def broken(self, conversion):
+        raise ValueError("a bug in the channel")
+
+    monkeypatch.setattr(EmailChannel, "send", broken)
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.FAILED
+    assert (state_of(delivery).state, state_of(delivery).tries) == (State.FAILED, 1)
+    assert "a bug in the channel" in state_of(delivery).error
+
+
+def test_a_delivery_whose_job_is_deleted_is_settled(db, queued):
+    conversion = ConversionFactory(status=Status.DONE)
+    [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
+    conversion.delete()  # its deliveries go with it
+    assert delivery_send(delivery_id=delivery.pk) is Outcome.SETTLED
 
 
 def test_a_claim_left_by_a_dead_sender_expires(db, locmem_email, queued):
@@ -164,14 +190,6 @@ def test_a_claim_left_by_a_dead_sender_expires(db, locmem_email, queued):
     assert delivery_send(delivery_id=delivery.pk) is Outcome.SENT
     assert len(locmem_email) == 1
     assert (state_of(delivery).state, state_of(delivery).tries) == (State.DELIVERED, 2)
-
-
-def test_giving_up_records_the_error(db, queued):
-    conversion = ConversionFactory(status=Status.DONE)
-    [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
-    delivery_fail(delivery_id=delivery.pk, error="ConnectionRefusedError(111)")
-    assert (state_of(delivery).state, state_of(delivery).error) == (State.FAILED, "ConnectionRefusedError(111)")
-    assert delivery_send(delivery_id=delivery.pk) is Outcome.SETTLED
 
 
 # --- resend ------------------------------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ from celery import states
 from django.core import mail
 from django.db import OperationalError
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from conversions.models import Conversion
 from notifications import services
 from notifications.models import Delivery
-from notifications.services import CLAIM_TIMEOUT, notifications_dispatch
-from notifications.tasks import DELIVERY_MAX_RETRIES, deliver_notification_task, notify_owner_task
+from notifications.services import CLAIM_TIMEOUT, DELIVERY_MAX_TRIES, notifications_dispatch
+from notifications.tasks import deliver_notification_task, notify_owner_task
 from tests.factories import ConversionFactory
 from tests.utils import free_port
 
@@ -45,22 +46,45 @@ def deliver(delivery: Delivery):
     return deliver_notification_task.apply(args=[delivery.pk, str(delivery.conversion_id)])
 
 
-def test_the_notify_step_is_retried_after_a_database_error(db, queued, monkeypatch):
-    conversion = ConversionFactory(status=Conversion.Status.DONE)
+def failing_once(function, error: Exception):
     calls = []
 
     def flaky(**kwargs):
         calls.append(kwargs)
         if len(calls) == 1:
-            raise OperationalError(2013, "Lost connection to server during query")
-        return notifications_dispatch(**kwargs)
+            raise error
+        return function(**kwargs)
 
+    flaky.calls = calls
+    return flaky
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OperationalError(2013, "Lost connection to server during query"), BrokerError("[Errno 111] Connection refused")],
+)
+def test_the_notify_step_is_retried_after_a_database_or_broker_error(db, queued, monkeypatch, error):
+    conversion = ConversionFactory(status=Conversion.Status.DONE)
+    flaky = failing_once(notifications_dispatch, error)
     monkeypatch.setattr(services, "notifications_dispatch", flaky)
     result = notify_owner_task.apply(args=[str(conversion.id), 1])
     assert result.state == states.SUCCESS
-    assert len(calls) == 2
+    assert len(flaky.calls) == 2
     [delivery] = queued
     assert (delivery.conversion_id, delivery.channel) == (conversion.id, "email")
+
+
+def test_a_database_error_around_a_send_is_waited_out(db, settings, queued, monkeypatch):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+    conversion = ConversionFactory(status=Conversion.Status.DONE)
+    [delivery] = notifications_dispatch(conversion_id=conversion.id, attempt=1)
+    flaky = failing_once(services.delivery_send, OperationalError(2006, "MySQL server has gone away"))
+    monkeypatch.setattr(services, "delivery_send", flaky)
+    assert deliver(delivery).state == states.SUCCESS
+    assert len(flaky.calls) == 2
+    assert Delivery.objects.get(pk=delivery.pk).state == State.DELIVERED
+    assert len(mail.outbox) == 1
 
 
 def test_smtp_down_on_every_try_gives_the_delivery_up(db, settings, queued, retries):
@@ -72,9 +96,9 @@ def test_smtp_down_on_every_try_gives_the_delivery_up(db, settings, queued, retr
     result = deliver(delivery)
     assert result.state == states.FAILURE  # Flower shows it
     given_up = Delivery.objects.get(pk=delivery.pk)
-    assert (given_up.state, given_up.tries) == (State.FAILED, DELIVERY_MAX_RETRIES + 1)
+    assert (given_up.state, given_up.tries) == (State.FAILED, DELIVERY_MAX_TRIES)
     assert "ConnectionRefusedError" in given_up.error
-    assert len(retries) == DELIVERY_MAX_RETRIES
+    assert len(retries) == DELIVERY_MAX_TRIES - 1
     assert all(0 <= countdown <= 600 for countdown in retries)
 
 

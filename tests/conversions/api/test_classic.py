@@ -100,7 +100,7 @@ def stored(folder: str) -> set[str]:
 
 def done_conversion(owner, mp3_path) -> Conversion:
     """A finished job made directly in the database, with a real MP3 in storage."""
-    conversion = Conversion(
+    conversion = ConversionFactory.build(
         owner=owner, original_filename="clip.mp4", status=Conversion.Status.DONE,
         options={"vbr_quality": 2}, finished_at=timezone.now(), duration_seconds=2.0,
     )

@@ -64,9 +64,23 @@ def test_output_options_validation(kwargs):
 
 def test_output_options_report_every_bad_option_at_once():
     with pytest.raises(InvalidOption) as refused:
-        OutputOptions(bitrate_kbps=100, sample_rate=44000, title="x" * 201)
-    assert set(refused.value.problems) == {"bitrate_kbps", "sample_rate", "title"}
-    assert "32, 40, 48" in refused.value.problems["bitrate_kbps"]  # the allowed values, from the format table
+        OutputOptions(bitrate_kbps=100, sample_rate=44000, title="x" * 201, vbr_quality=10)
+    problems = refused.value.problems
+    assert set(problems) == {"bitrate_kbps", "sample_rate", "title", "vbr_quality"}
+    assert "32, 40, 48" in problems["bitrate_kbps"][0]  # the allowed values, from the format table
+    # Out of range and chosen together with a bitrate: both said.
+    assert [("between 0" in message, "not both" in message) for message in problems["vbr_quality"]] == [
+        (True, False), (False, True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fine"),
+    [("bitrate_kbps", 192, True), ("bitrate_kbps", 191, False), ("vbr_quality", 0, True), ("vbr_quality", -1, False),
+     ("trim_end", 0.0, True), ("trim_end", -2.0, False), ("title", "x" * 200, True), ("normalize", True, True)],
+)
+def test_one_option_on_its_own(name, value, fine):
+    assert (OutputOptions.problem_with(name, value) is None) is fine
 
 
 @pytest.mark.parametrize(

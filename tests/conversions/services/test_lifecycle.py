@@ -18,9 +18,8 @@ from conversions.services import (
     lifecycle,
 )
 from mp3converter.errors import InternalError, QueueUnavailable, ServiceError
-from notifications.models import Delivery
 from tests.conversions.services.helpers import stored, uploaded
-from tests.factories import ConversionFactory
+from tests.factories import ConversionFactory, DeliveryFactory
 from tests.utils import jobs
 
 Status = Conversion.Status
@@ -139,8 +138,7 @@ def test_retry_requeues_a_failed_job(db, user, monkeypatch, django_capture_on_co
     conversion = ConversionFactory(owner=user, options={"vbr_quality": 2})
     conversion_mark_failed(conversion_id=conversion.id, error=InternalError("Oops.", detail="trace"))
     # The owner was told about the failed attempt 1.
-    Delivery.objects.create(conversion=conversion, channel="email", attempt=1, state=Delivery.State.DELIVERED,
-                            delivered_at=conversion.created_at)
+    DeliveryFactory(conversion=conversion)
     assert jobs().get(pk=conversion.pk).notified_at is not None
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
