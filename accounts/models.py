@@ -33,6 +33,22 @@ class UserManager(BaseUserManager):
 class User(AbstractUser):
     username = None
     email = models.EmailField("email address", unique=True)
+    # Set once the owner of the address followed the link in the verification email (accounts made by
+    # `createsuperuser` or in the admin count as verified). Until then the account may not upload.
+    email_verified = models.BooleanField(default=False)
+    # Every token issued before this moment is refused (set by a password change).
+    tokens_valid_after = models.DateTimeField(null=True, blank=True, editable=False)
+    # Per-user limits; empty means the default from the environment (QUOTA_ACTIVE_JOBS, QUOTA_UPLOADS_PER_HOUR,
+    # QUOTA_STORAGE_MB). Staff are exempt.
+    quota_active_jobs = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Queued or processing jobs at once. Empty: QUOTA_ACTIVE_JOBS."
+    )
+    quota_uploads_per_hour = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Uploads in any hour. Empty: QUOTA_UPLOADS_PER_HOUR."
+    )
+    quota_storage_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="MB of stored sources and MP3s together. Empty: QUOTA_STORAGE_MB."
+    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []

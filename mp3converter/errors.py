@@ -30,12 +30,17 @@ class ErrorCode(StrEnum):
     INVALID_OPTION = "invalid_option", HTTPStatus.BAD_REQUEST
     NOT_AUTHENTICATED = "not_authenticated", HTTPStatus.UNAUTHORIZED
     PERMISSION_DENIED = "permission_denied", HTTPStatus.FORBIDDEN
+    EMAIL_NOT_VERIFIED = "email_not_verified", HTTPStatus.FORBIDDEN
     INVALID_STATE = "invalid_state", HTTPStatus.CONFLICT
     FILE_TOO_LARGE = "file_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    QUOTA_EXCEEDED = "quota_exceeded", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    RATE_LIMITED = "rate_limited", HTTPStatus.TOO_MANY_REQUESTS
     # The media, at upload or while converting
     UNSUPPORTED_MEDIA = "unsupported_media", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     NO_AUDIO_STREAM = "no_audio_stream", HTTPStatus.UNPROCESSABLE_ENTITY
     TRIM_OUT_OF_RANGE = "trim_out_of_range", HTTPStatus.UNPROCESSABLE_ENTITY
+    TOO_LONG = "too_long", HTTPStatus.UNPROCESSABLE_ENTITY
+    OUTPUT_TOO_LARGE = "output_too_large", HTTPStatus.UNPROCESSABLE_ENTITY
     CORRUPT_MEDIA = "corrupt_media", HTTPStatus.UNPROCESSABLE_ENTITY
     TIMEOUT = "timeout", HTTPStatus.UNPROCESSABLE_ENTITY
     CANCELLED = "cancelled", HTTPStatus.CONFLICT
@@ -92,6 +97,29 @@ class NotAuthenticated(ServiceError):
 class PermissionDenied(ServiceError):
     code = ErrorCode.PERMISSION_DENIED
     message = "You are not allowed to do this."
+
+
+class EmailNotVerified(ServiceError):
+    code = ErrorCode.EMAIL_NOT_VERIFIED
+    message = "Confirm your email address first: follow the link in the email we sent you."
+
+
+class QuotaExceeded(ServiceError):
+    """A per-user limit on stored bytes (413)."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
+    message = "This would pass your storage limit. Delete some conversions and try again."
+
+
+class RateLimited(ServiceError):
+    """A per-user limit on how much at once or how often (429, with Retry-After)."""
+
+    code = ErrorCode.RATE_LIMITED
+    message = "You have reached a limit on your account. Please try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 class InvalidState(ServiceError):
