@@ -14,6 +14,8 @@ class UserFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
+    # Most tests are about what a confirmed account can do; the verification tests make unconfirmed ones.
+    email_verified = True
     password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
     @factory.post_generation

@@ -36,6 +36,9 @@ os.environ.setdefault("PUBLIC_BASE_URL", "http://testserver")
 # Tests sign in many times a minute; the throttling test sets its own low rate.
 os.environ.setdefault("THROTTLE_LOGIN", "10000/min")
 os.environ.setdefault("THROTTLE_REGISTER", "10000/min")
+# Tests queue many jobs at once (the fault tests fifty); the quota tests set per-user limits of their own.
+os.environ.setdefault("QUOTA_ACTIVE_JOBS", "1000")
+os.environ.setdefault("QUOTA_UPLOADS_PER_HOUR", "100000")
 
 from mp3converter.settings import *  # noqa: E402,F401,F403
 
