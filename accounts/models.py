@@ -23,6 +23,8 @@ class UserManager(BaseUserManager):
     def create_superuser(self, email: str, password: str | None = None, **extra_fields):
         extra_fields.setdefault("is_staff", True)
         extra_fields.setdefault("is_superuser", True)
+        # `createsuperuser` is run by whoever owns the deployment: the address needs no confirming.
+        extra_fields.setdefault("email_verified", True)
         return self._create_user(email, password, **extra_fields)
 
     def get_by_natural_key(self, username):

@@ -1,9 +1,23 @@
 from django.urls import path
-from .views import MeView, RegisterView, TokenRefreshView, TokenView
+
+from .views import (
+    LogoutView,
+    MeView,
+    PasswordChangeView,
+    RegisterView,
+    ResendVerificationView,
+    TokenRefreshView,
+    TokenView,
+    VerifyEmailView,
+)
 
 urlpatterns = [
     path("register/", RegisterView.as_view(), name="register"),
+    path("verify/", VerifyEmailView.as_view(), name="verify-email"),
+    path("verify/resend/", ResendVerificationView.as_view(), name="verify-email-resend"),
     path("token/", TokenView.as_view(), name="token"),
     path("token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("logout/", LogoutView.as_view(), name="logout"),
+    path("password/", PasswordChangeView.as_view(), name="password-change"),
     path("me/", MeView.as_view(), name="me"),
 ]

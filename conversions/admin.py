@@ -73,14 +73,14 @@ class ConversionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # jobs are created by uploads only
 
-    @admin.action(description="Retry selected failed or cancelled conversions")
+    @admin.action(description="Retry selected failed or cancelled conversions", permissions=["change"])
     def retry_failed(self, request, queryset):
         retried = sum(conversion_retry(conversion=conversion) for conversion in queryset)
         skipped = queryset.count() - retried
         self.message_user(request, f"{retried} conversion(s) queued again; {skipped} skipped (not failed or cancelled).",
                           messages.SUCCESS if retried else messages.WARNING)
 
-    @admin.action(description="Cancel selected queued or running conversions")
+    @admin.action(description="Cancel selected queued or running conversions", permissions=["change"])
     def cancel(self, request, queryset):
         cancelled = sum(conversion_cancel(conversion=conversion) for conversion in list(queryset))
         skipped = len(queryset) - cancelled

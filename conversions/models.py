@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from . import filenames
 
@@ -71,3 +72,17 @@ class Conversion(models.Model):
     def mp3_filename(self) -> str:
         """The download name: the original name's stem with .mp3."""
         return filenames.download_name(self.original_filename)
+
+
+class UploadRecord(models.Model):
+    """One accepted upload, for the per-hour limit. Kept apart from the job, so deleting jobs does not reset the
+    count; records older than the window are pruned as new ones are written."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "created_at"], name="upload_record_owner_created")]
+
+    def __str__(self) -> str:
+        return f"upload by {self.owner_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -1,12 +1,15 @@
 """Reads for conversions. Every read for a user is scoped to that owner: another user's job simply does not exist."""
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
 
 from notifications.selectors import notified_at
 
-from .models import Conversion
+from .models import Conversion, UploadRecord
 
 
 def conversion_list(*, user) -> QuerySet[Conversion]:
@@ -28,3 +31,34 @@ def conversion_attempt_rows(*, conversion_id, attempt: int | None) -> QuerySet[C
     a retry) matches nothing, so it changes nothing."""
     rows = Conversion.objects.filter(pk=conversion_id)
     return rows if attempt is None else rows.filter(attempt=attempt)
+
+
+# The window of the uploads-per-hour limit.
+UPLOAD_WINDOW = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What an account uses of its limits right now."""
+
+    active_jobs: int  # queued or processing
+    uploads_last_hour: int  # accepted uploads, deleted jobs' included
+    storage_bytes: int  # stored sources and MP3s together
+
+
+def conversion_usage(*, user) -> Usage:
+    rows = Conversion.objects.filter(owner=user)
+    totals = rows.aggregate(sources=Sum("source_size"), mp3s=Sum("mp3_size"))
+    return Usage(
+        active_jobs=rows.filter(status__in=[Conversion.Status.QUEUED, Conversion.Status.PROCESSING]).count(),
+        uploads_last_hour=UploadRecord.objects.filter(owner=user, created_at__gt=timezone.now() - UPLOAD_WINDOW).count(),
+        storage_bytes=(totals["sources"] or 0) + (totals["mp3s"] or 0),
+    )
+
+
+def upload_times_last_hour(*, user) -> list[datetime]:
+    """When the user's uploads of the last hour were accepted, oldest first."""
+    since = timezone.now() - UPLOAD_WINDOW
+    return list(
+        UploadRecord.objects.filter(owner=user, created_at__gt=since).order_by("created_at").values_list("created_at", flat=True)
+    )

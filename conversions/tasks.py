@@ -1,11 +1,14 @@
 """Celery tasks: thin wrappers that load by id and call a service."""
 
 import logging
+import uuid
+from datetime import timedelta
 
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils import timezone
 
 from mp3converter.errors import InternalError
 from mp3converter.joblog import job_context
@@ -18,6 +21,41 @@ logger = logging.getLogger(__name__)
 # fails the job). An S3 ClientError may be a denied request too: retried like a folder that is not writable.
 TRANSIENT_ERRORS = (*STORAGE_ERRORS, OperationalError, InterfaceError)
 CONVERT_MAX_RETRIES = 5
+# Ids and attempts fit the database's columns; anything else in a message is forged or corrupt.
+MAX_ID = 2**31 - 1
+LOGGED_ARGUMENT_CHARS = 80
+
+
+def logged(value) -> str:
+    """A message argument as it may appear in a log line: repr-escaped (no newline gets through) and truncated."""
+    text = repr(value)
+    return text if len(text) <= LOGGED_ARGUMENT_CHARS else text[:LOGGED_ARGUMENT_CHARS] + "…"
+
+
+def checked_job_id(task, conversion_id) -> str:
+    """The job id of a message as a UUID string; a message with anything else is logged safely and dropped
+    (Reject without requeue: no retry, no redelivery loop)."""
+    try:
+        if isinstance(conversion_id, str) and len(conversion_id) <= 45:
+            return str(uuid.UUID(conversion_id))
+    except ValueError:
+        pass
+    return _drop(task, "job id", conversion_id)
+
+
+def checked_number(task, name: str, value, *, optional: bool = False) -> int | None:
+    """A message's attempt or delivery id: a positive whole number (None where `optional`); else the message is
+    dropped."""
+    if value is None and optional:
+        return None
+    if type(value) is int and 0 < value <= MAX_ID:
+        return value
+    return _drop(task, name, value)
+
+
+def _drop(task, name: str, value):
+    logger.error("%s: dropped a message with an invalid %s: %s", task.name, name, logged(value))
+    raise Reject(f"invalid {name}", requeue=False)
 
 
 @worker_process_init.connect
@@ -30,18 +68,22 @@ def _sweep_stale_workdirs(**kwargs) -> None:
 
 @shared_task(bind=True, max_retries=CONVERT_MAX_RETRIES)
 def convert_video_task(self, conversion_id: str, attempt: int | None = None) -> None:
+    conversion_id = checked_job_id(self, conversion_id)
+    attempt = checked_number(self, "attempt", attempt, optional=True)
     with job_context(conversion_id):
         _convert(self, conversion_id, attempt)
 
 
 def _convert(task, conversion_id: str, attempt: int | None) -> None:
     from .engine import ConversionTimeout
-    from .services import conversion_convert, conversion_mark_failed
+    from .services import conversion_convert, conversion_heartbeat, conversion_mark_failed
 
     try:
         # RabbitMQ flags a message it hands out again after its consumer died without acknowledging it.
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        conversion_convert(conversion_id=conversion_id, attempt=attempt, redelivered=redelivered)
+        conversion_convert(
+            conversion_id=conversion_id, attempt=attempt, redelivered=redelivered, retrying=task.request.retries > 0
+        )
     except SoftTimeLimitExceeded:
         conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=ConversionTimeout())
     except TRANSIENT_ERRORS as exc:
@@ -50,7 +92,15 @@ def _convert(task, conversion_id: str, attempt: int | None) -> None:
             conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=InternalError(detail=repr(exc)))
             return
         # Exponential backoff with a cap: 10 s, 20 s, 40 s, ... at most 5 minutes.
-        raise task.retry(exc=exc, countdown=min(300, 10 * 2**task.request.retries)) from exc
+        countdown = min(300, 10 * 2**task.request.retries)
+        try:
+            # The job is alive until its retry: the reconciler must not take it for lost meanwhile.
+            conversion_heartbeat(
+                conversion_id=conversion_id, attempt=attempt, at=timezone.now() + timedelta(seconds=countdown)
+            )
+        except DatabaseError:
+            pass  # the database is what failed: the retry finds out more
+        raise task.retry(exc=exc, countdown=countdown) from exc
     except Exception as exc:
         # A bug rather than bad media or a flaky service: fail the job (the owner is told and it can be retried)
         # instead of leaving it "processing" forever.

@@ -1,5 +1,6 @@
 """The Celery app shared by the web process (which only publishes) and both worker roles."""
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -44,6 +45,39 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(HeartbeatStep)
+
+logger = logging.getLogger(__name__)
+
+
+def reconcile() -> None:
+    """One run of the reconciler (conversions/services/reconcile.py), in the worker's main process. It never raises:
+    a database or broker that is down now is tried again at the next run."""
+    from django.db import connections
+
+    from conversions.services import conversion_reconcile
+
+    try:
+        done = conversion_reconcile()
+        if done:
+            logger.info("reconciler: %d requeued, %d failed, %d published again",
+                        len(done.requeued), len(done.failed), len(done.republished))
+    except Exception:
+        logger.exception("reconciler: run failed; trying again at the next one")
+    finally:
+        # No database connection stays open in the main process: the pool processes it forks must not share one.
+        connections.close_all()
+
+
+@worker_ready.connect
+def _start_reconciler(sender, **kwargs):
+    # Convert workers only (the role that loses jobs when it dies): once now, then on the worker's own timer.
+    if "convert" not in sender.app.amqp.queues.consume_from:
+        return
+    from django.conf import settings
+
+    reconcile()
+    if settings.RECONCILE_INTERVAL_SECONDS > 0:
+        sender.timer.call_repeatedly(settings.RECONCILE_INTERVAL_SECONDS, reconcile, priority=5)
 
 
 @worker_ready.connect

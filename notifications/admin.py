@@ -6,7 +6,8 @@ from .models import Delivery
 from .services import notification_resend
 
 
-@admin.action(description="Resend the notification email")
+# Offered (and run) only for users who may change conversions: has_change_permission of the ConversionAdmin.
+@admin.action(description="Resend the notification email", permissions=["change"])
 def resend_email(modeladmin, request, queryset):
     """An action for the conversions' changelist: email the owners of the selected finished jobs again."""
     finished = queryset.filter(status__in=Conversion.FINISHED)

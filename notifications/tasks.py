@@ -6,6 +6,7 @@ from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from kombu.exceptions import OperationalError as BrokerError
 
+from conversions.tasks import checked_job_id, checked_number
 from mp3converter.joblog import job_context
 
 from .services import CLAIM_TIMEOUT, TRANSIENT_ERRORS
@@ -23,6 +24,7 @@ def backoff(retries: int) -> float:
 
 # The name from before this app existed: messages already queued (by a running chain) carry it.
 @shared_task(
+    bind=True,
     name="conversions.tasks.notify_owner_task",
     autoretry_for=(*TRANSIENT_ERRORS, BrokerError),
     retry_backoff=5,
@@ -30,11 +32,13 @@ def backoff(retries: int) -> float:
     retry_jitter=True,
     max_retries=NOTIFY_MAX_RETRIES,
 )
-def notify_owner_task(conversion_id: str, attempt: int | None = None) -> None:
+def notify_owner_task(self, conversion_id: str, attempt: int | None = None) -> None:
     """The chain's step after `convert`: a delivery per channel for the finished attempt, each queued. Safe to
-    retry: deliveries that exist are not made twice."""
+    retry: deliveries that exist are not made twice. A message with a forged id or attempt is logged and dropped."""
     from .services import notifications_dispatch
 
+    conversion_id = checked_job_id(self, conversion_id)
+    attempt = checked_number(self, "attempt", attempt, optional=True)
     with job_context(conversion_id):
         notifications_dispatch(conversion_id=conversion_id, attempt=attempt)
 
@@ -46,9 +50,12 @@ class DeliveryFailed(Exception):
 @shared_task(bind=True, max_retries=None)
 def deliver_notification_task(self, delivery_id: int, conversion_id: str) -> None:
     """Send one delivery. A channel that fails is tried again with backoff until the delivery is given up; the
-    database failing, or a worker holding the delivery, is waited out, however long it takes."""
+    database failing, or a worker holding the delivery, is waited out, however long it takes. A message with a
+    forged id is logged and dropped."""
     from .services import Outcome, delivery_send
 
+    delivery_id = checked_number(self, "delivery id", delivery_id)
+    conversion_id = checked_job_id(self, conversion_id)
     with job_context(conversion_id):
         try:
             outcome = delivery_send(delivery_id=delivery_id)

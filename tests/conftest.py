@@ -27,9 +27,16 @@ def _remove_session_folders():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
 @pytest.fixture(autouse=True)
-def _fresh_cache():
-    # Throttle counters live in the cache; one test's sign-ins must not throttle the next test.
+def _fresh_cache(request):
+    # Throttle counters live in the cache, which is the database's by default: a test that uses the database starts
+    # with none (one test's sign-ins must not throttle the next); a test without it cannot reach that cache anyway.
+    if not (DATABASE_FIXTURES & set(request.fixturenames) or request.node.get_closest_marker("django_db")):
+        return
+    request.getfixturevalue("db")  # the database access the test asked for, set up now (pytest-django decides which)
     from django.core.cache import cache
 
     cache.clear()

@@ -64,6 +64,60 @@ def test_production_without_a_secret_key_fails_clearly(tmp_path):
     result = run(["-c", "import mp3converter.settings"], production_env(tmp_path, DJANGO_SECRET_KEY=""))
     assert result.returncode != 0
     assert "ImproperlyConfigured: DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off." in result.stderr
+    assert HOW_TO in result.stderr
+
+
+# The placeholders people are handed: docker/.env.example's, and a few others of the kind.
+EXAMPLE_KEY = next(
+    line.split("=", 1)[1] for line in (ROOT / "docker" / ".env.example").read_text().splitlines()
+    if line.startswith("DJANGO_SECRET_KEY=")
+)
+HOW_TO = "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+
+
+@pytest.mark.parametrize("name", ["DJANGO_SECRET_KEY", "JWT_SIGNING_KEY"])
+@pytest.mark.parametrize(
+    "key, why",
+    [
+        (EXAMPLE_KEY, "contains the placeholder 'change-me'"),
+        ("django-insecure-" + "k" * 10 + secrets.token_urlsafe(50), "contains the placeholder 'django-insecure'"),
+        ("CHANGEME" + secrets.token_urlsafe(50), "contains the placeholder 'changeme'"),
+        ("my-example-" + secrets.token_urlsafe(50), "contains the placeholder 'example'"),
+        (secrets.token_urlsafe(50)[:49], "is 49 characters long, fewer than 50"),
+    ],
+    ids=["env-example", "django-insecure", "changeme", "example", "short"],
+)
+def test_with_debug_off_a_weak_key_stops_the_service_with_a_sentence(tmp_path, name, key, why):
+    result = run(["manage.py", "check"], production_env(tmp_path, **{name: key}))
+    assert result.returncode != 0
+    assert (
+        f"ImproperlyConfigured: {name} {why}: with DJANGO_DEBUG off the service needs a random key of at least 50 "
+        f"characters. {HOW_TO}"
+    ) in result.stderr
+
+
+def test_with_debug_off_good_keys_start_and_sign_separately(tmp_path):
+    django_key, jwt_key = secrets.token_urlsafe(50), secrets.token_urlsafe(50)
+    env = production_env(tmp_path, DJANGO_SECRET_KEY=django_key, JWT_SIGNING_KEY=jwt_key)
+    assert run(["manage.py", "check"], env).returncode == 0
+    found = settings_in(env, "SECRET_KEY", "SIMPLE_JWT")
+    assert (found["SECRET_KEY"], found["SIMPLE_JWT"]["SIGNING_KEY"]) == (django_key, jwt_key)
+    # Unset (or empty), the JWTs are signed with the Django key, as before.
+    for unset in (None, ""):
+        found = settings_in(production_env(tmp_path, DJANGO_SECRET_KEY=django_key, JWT_SIGNING_KEY=unset), "SIMPLE_JWT")
+        assert found["SIMPLE_JWT"]["SIGNING_KEY"] == django_key
+
+
+def test_with_debug_on_a_placeholder_starts_but_check_deploy_names_it(tmp_path):
+    """`make run` (DEBUG on) keeps working with whatever key it has; before deploying, check --deploy says it is weak."""
+    env = production_env(tmp_path, DJANGO_DEBUG="true", DJANGO_SECRET_KEY=EXAMPLE_KEY, JWT_SIGNING_KEY="change-me-jwt")
+    assert run(["manage.py", "check"], env).returncode == 0
+    result = run(["manage.py", "check", "--deploy"], env)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "(mp3converter.E001) DJANGO_SECRET_KEY contains the placeholder 'change-me'." in output
+    assert "(mp3converter.E001) JWT_SIGNING_KEY contains the placeholder 'change-me'." in output
+    assert HOW_TO in output
 
 
 def test_debug_without_a_secret_key_keeps_a_private_generated_key(tmp_path, monkeypatch):

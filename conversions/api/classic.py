@@ -19,19 +19,19 @@ from rest_framework import exceptions, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
-from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts.authentication import RevocableJWTAuthentication
 from accounts.selectors import user_authenticate
+from accounts.throttling import RETRY_AFTER_ATTRIBUTE, sign_in_wait
+from accounts.tokens import AccessToken
 from mp3converter.api import as_service_error, error_headers
 from mp3converter.errors import InvalidRequest, NotAuthenticated, PermissionDenied
 
 from ..engine import MP3
 from ..selectors import conversion_get
-from ..services import conversion_create
+from ..services import conversion_create, upload_check_declared
 from .downloads import IgnoreAcceptHeader, mp3_download
 from .serializers import ConversionOptionsInputSerializer
 
@@ -93,7 +93,7 @@ class ClassicView(APIView):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise PermissionDenied("not authorized")
-        authenticator = JWTAuthentication()
+        authenticator = RevocableJWTAuthentication()  # a token a password change revoked is refused too
         try:
             user = authenticator.get_user(authenticator.get_validated_token(token.strip().encode()))
         except (InvalidToken, AuthenticationFailed, TokenError):
@@ -117,8 +117,7 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 
 
 class ClassicLoginView(ClassicView):
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
+    """Failed sign-ins are counted per account and address, as on every door (accounts/throttling.py)."""
 
     @extend_schema(
         tags=["classic"],
@@ -134,7 +133,11 @@ class ClassicLoginView(ClassicView):
         credentials = basic_credentials(request.META.get("HTTP_AUTHORIZATION", ""))
         if credentials is None:
             raise NotAuthenticated("missing credentials")
+        if (wait := sign_in_wait(request, credentials[0])) is not None:
+            raise exceptions.Throttled(wait=wait)
         user = user_authenticate(request=request, email=credentials[0], password=credentials[1])
+        if user is None and (wait := getattr(request._request, RETRY_AFTER_ATTRIBUTE, None)):
+            raise exceptions.Throttled(wait=wait)
         if user is None:
             raise NotAuthenticated("invalid credentials")
         return text(str(AccessToken.for_user(user)))
@@ -151,14 +154,25 @@ class ClassicUploadView(ClassicView):
             (200, "text/plain"): plain("success! fid=<id>"),
             (400, "text/plain"): plain("exactly 1 file required | the submitted file is empty | a bad option"),
             **BEARER_REFUSED,
-            (413, "text/plain"): plain("The file is larger than the MAX_UPLOAD_MB limit."),
+            (403, "text/plain"): plain(
+                "not authorized: a bad, expired or foreign token, or an inactive or deleted user | Confirm your email "
+                "address first: the account's address is not confirmed yet"
+            ),
+            (413, "text/plain"): plain(
+                "The file is larger than the MAX_UPLOAD_MB limit, or it would pass the account's storage limit."
+            ),
             (415, "text/plain"): plain("Not a video or audio file this service can read."),
             (422, "text/plain"): plain("No audio track, or the trim lies outside the file."),
+            (429, "text/plain"): plain(
+                "Too many conversions queued or running, or too many uploads in the last hour (see Retry-After)."
+            ),
             (503, "text/plain"): plain("The conversion queue, database or file storage is unavailable; nothing was kept."),
         },
     )
     def post(self, request):
         user = self.bearer_user(request)
+        # Refused from the headers alone, before the body is read.
+        upload_check_declared(user=user, content_length=request.META.get("CONTENT_LENGTH"))
         try:
             files = [upload for field in request.FILES for upload in request.FILES.getlist(field)]
         except (exceptions.ParseError, exceptions.UnsupportedMediaType):

@@ -44,7 +44,14 @@ DEFAULT_CHUNK_SIZE = 64 * 1024
 # A single "bytes=first-last" range spec. Either side may be empty
 # (``bytes=500-`` or the suffix form ``bytes=-500``); both empty is malformed.
 # The range unit is case-insensitive (RFC 9110 section 14.1).
-_SINGLE_BYTE_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# ASCII digits only (``\d`` would take other scripts' digits too).
+_SINGLE_BYTE_RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.IGNORECASE | re.ASCII)
+# A position past any file: longer digit strings are not converted (Python refuses ints of thousands of digits,
+# and a position that large only means "past the end").
+_FAR = 10**18
+_MAX_DIGITS = 18
+# Downloads belong to a user: neither a shared cache nor the browser keeps a copy (ETag and Range still work).
+CACHE_CONTROL = "private, no-store"
 
 # Characters allowed inside an entity-tag (etagc in RFC 9110 section 8.8.3):
 # visible ASCII except the double quote, plus obs-text.
@@ -137,6 +144,12 @@ def _if_range_allows_range(header: str | None, etag: str) -> bool:
     return header.strip() == etag
 
 
+def _position(digits: str) -> int:
+    """A byte position from the header's digits, however many there are."""
+    digits = digits.lstrip("0") or "0"
+    return _FAR if len(digits) > _MAX_DIGITS else int(digits)
+
+
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     """Return an inclusive ``(first, last)`` byte range, or ``None`` to ignore.
 
@@ -152,13 +165,13 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first_str:
         # Suffix range: the last N bytes. A zero-length suffix (or an empty
         # file) selects nothing.
-        suffix = int(last_str)
+        suffix = _position(last_str)
         if suffix == 0 or size == 0:
             raise _RangeNotSatisfiable
         return max(0, size - suffix), size - 1
-    first = int(first_str)
+    first = _position(first_str)
     if last_str:
-        last = int(last_str)
+        last = _position(last_str)
         if last < first:
             # Syntactically invalid range-spec: treat like a malformed header.
             return None
@@ -233,7 +246,7 @@ def _build_response(
         file.close()
         not_modified = HttpResponseNotModified()
         not_modified.headers["ETag"] = etag
-        not_modified.headers["Cache-Control"] = "private"
+        not_modified.headers["Cache-Control"] = CACHE_CONTROL
         return not_modified
 
     byte_range: tuple[int, int] | None = None
@@ -255,6 +268,7 @@ def _build_response(
             unsatisfiable.headers["Content-Range"] = f"bytes */{size}"
             unsatisfiable.headers["Content-Length"] = str(len(unsatisfiable.content))
             unsatisfiable.headers["Accept-Ranges"] = "bytes"
+            unsatisfiable.headers["Cache-Control"] = CACHE_CONTROL
             return unsatisfiable
 
     if byte_range is None:
@@ -279,8 +293,7 @@ def _build_response(
     response.headers["ETag"] = etag
     response.headers["Accept-Ranges"] = "bytes"
     response.headers["Content-Disposition"] = content_disposition_header(True, filename)
-    # Downloads belong to a user: shared caches must not store them.
-    response.headers["Cache-Control"] = "private"
+    response.headers["Cache-Control"] = CACHE_CONTROL
     if status == 206:
         response.headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
     return response

@@ -1,6 +1,8 @@
 """The native REST API for conversions. Every view is scoped to the signed-in owner; errors are ServiceErrors,
 answered by mp3converter.api.exception_handler."""
 
+from functools import partial
+
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
@@ -17,7 +19,13 @@ from mp3converter.errors import InvalidRequest, InvalidState
 from ..engine import MP3
 from ..models import Conversion
 from ..selectors import conversion_get, conversion_list
-from ..services import conversion_cancel, conversion_create, conversion_delete, conversion_retry
+from ..services import (
+    conversion_cancel,
+    conversion_create,
+    conversion_delete,
+    conversion_retry,
+    upload_check_declared,
+)
 from .downloads import IgnoreAcceptHeader, mp3_download
 from .serializers import ConversionCreateInputSerializer, ConversionOutputSerializer
 
@@ -35,6 +43,11 @@ FIELD_ERRORS = OpenApiResponse(
 )
 UNAUTHENTICATED = OpenApiResponse(ERROR_BODY, description="No or bad credentials.")
 NOT_FOUND = OpenApiResponse(ERROR_BODY, description="No such conversion, or it is another user's.")
+RATE_LIMITED = OpenApiResponse(
+    ERROR_BODY,
+    description="The account has QUOTA_ACTIVE_JOBS conversions queued or processing, or made QUOTA_UPLOADS_PER_HOUR "
+    "uploads in the last hour (code rate_limited); Retry-After says when to try again.",
+)
 
 
 def get_owned_or_404(request, conversion_id) -> Conversion:
@@ -74,7 +87,14 @@ class ConversionListCreateView(GenericAPIView):
             202: ConversionOutputSerializer,
             400: FIELD_ERRORS,
             401: UNAUTHENTICATED,
-            413: OpenApiResponse(ERROR_BODY, description="Larger than MAX_UPLOAD_MB (code file_too_large)."),
+            403: OpenApiResponse(
+                ERROR_BODY, description="The account's email address is not confirmed yet (code email_not_verified)."
+            ),
+            413: OpenApiResponse(
+                ERROR_BODY,
+                description="Larger than MAX_UPLOAD_MB (code file_too_large), or it would pass the account's storage "
+                "limit, QUOTA_STORAGE_MB (code quota_exceeded).",
+            ),
             415: OpenApiResponse(
                 ERROR_BODY,
                 description="Not a media file this service can read (code unsupported_media), or a request body that "
@@ -85,10 +105,13 @@ class ConversionListCreateView(GenericAPIView):
                 description="The file has no audio stream (code no_audio_stream), or the trim lies outside it "
                 "(code trim_out_of_range).",
             ),
+            429: RATE_LIMITED,
             503: OpenApiResponse(ERROR_BODY, description="The queue, database or file storage is unavailable; nothing was stored."),
         },
     )
     def post(self, request):
+        # Refused from the headers alone before the body is read (token sign-in; a session's CSRF check reads it).
+        upload_check_declared(user=request.user, content_length=request.META.get("CONTENT_LENGTH"))
         if len(request.FILES.getlist("file")) > 1:
             # Ambiguous: refuse it rather than silently convert one of the files (the last, as QueryDict picks).
             raise InvalidRequest("Send exactly one file.", field="file")
@@ -147,7 +170,7 @@ class ConversionTransitionView(APIView):
         return job_response(request, conversion, status.HTTP_202_ACCEPTED)
 
 
-def transition_schema(summary: str, refused: str):
+def transition_schema(summary: str, refused: str, more_responses: dict | None = None):
     return extend_schema_view(
         post=extend_schema(
             summary=summary,
@@ -157,6 +180,7 @@ def transition_schema(summary: str, refused: str):
                 401: UNAUTHENTICATED,
                 404: NOT_FOUND,
                 409: OpenApiResponse(ERROR_BODY, description=f"{refused} (code invalid_state)"),
+                **(more_responses or {}),
             },
         )
     )
@@ -168,7 +192,17 @@ class ConversionCancelView(ConversionTransitionView):
     refused = "Only queued or processing conversions can be cancelled; this one is {status}."
 
 
-@transition_schema("Queue a failed or cancelled conversion again.", "The job is not failed or cancelled.")
+@transition_schema(
+    "Queue a failed or cancelled conversion again.", "The job is not failed or cancelled.",
+    {
+        429: OpenApiResponse(
+            ERROR_BODY,
+            description="The account already has QUOTA_ACTIVE_JOBS conversions queued or processing (code "
+            "rate_limited); Retry-After says when to try again.",
+        )
+    },
+)
 class ConversionRetryView(ConversionTransitionView):
-    transition = staticmethod(conversion_retry)
+    # A retried job is active again: the owner's active-jobs limit applies.
+    transition = staticmethod(partial(conversion_retry, enforce_limits=True))
     refused = "Only failed or cancelled conversions can be retried; this one is {status}."

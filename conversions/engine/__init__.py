@@ -1,13 +1,15 @@
 """The conversion engine: probe a media file and convert its audio to MP3 with ffmpeg. No Django in here.
 
 The only code that builds ffmpeg command lines (`command.py`). Every command is an argument list, never a shell,
-and every path is passed with the `file:` protocol (`ffmpeg.py`).
+every path is passed with the `file:` protocol, every input with allowlists of the protocols (`file`) and demuxers
+(real containers and audio files) ffmpeg may use, and every process gets a minimal environment (`ffmpeg.py`).
+Limits (duration, output size) are passed in by the caller.
 
-- `formats`: the output format as data (MP3 is the one row).
+- `formats`: the output format as data (MP3 is the one row), and the input demuxers allowed.
 - `options`: OutputOptions, what the user asked for, and every rule about it.
-- `probe`: what a file holds.
+- `probe`: what a file holds, and whether it lasts longer than a limit.
 - `command`: the ffmpeg argument lists.
-- `run`: a conversion, start to end (progress, cancel, timeout, failures).
+- `run`: a conversion, start to end (progress, cancel, timeout, the limits, failures).
 - `errors`: what can go wrong with the input.
 """
 
@@ -20,17 +22,20 @@ from .errors import (
     InvalidOption,
     MediaError,
     NoAudioStream,
+    OutputTooLarge,
+    TooLong,
     TrimOutOfRange,
     UnsupportedMedia,
 )
-from .ffmpeg import ffmpeg_exe
-from .formats import MP3, OutputFormat
+from .ffmpeg import child_env, ffmpeg_exe, input_args
+from .formats import INPUT_DEMUXERS, MP3, OutputFormat
 from .options import TAG_MAX_LENGTH, OutputOptions
-from .probe import AudioStream, MediaInfo, parse_probe_output, probe
+from .probe import AudioStream, MediaInfo, measure_duration, parse_probe_output, probe
 from .run import SHORTFALL_TOLERANCE_SECONDS, ConversionResult, convert
 
 __all__ = [
     "COVER_MAX_SIDE",
+    "INPUT_DEMUXERS",
     "LOUDNORM_FILTER",
     "MP3",
     "SHORTFALL_TOLERANCE_SECONDS",
@@ -47,14 +52,19 @@ __all__ = [
     "NoAudioStream",
     "OutputFormat",
     "OutputOptions",
+    "OutputTooLarge",
+    "TooLong",
     "TrimOutOfRange",
     "UnsupportedMedia",
     "build_command",
+    "child_env",
     "convert",
     "copies_stream",
     "cover_command",
     "expected_duration",
     "ffmpeg_exe",
+    "input_args",
+    "measure_duration",
     "parse_probe_output",
     "probe",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import NoAudioStream
-from .ffmpeg import ffmpeg_exe, file_url
-from .formats import MP3, OutputFormat
+from .ffmpeg import ffmpeg_exe, file_url, input_args, output_args
+from .formats import COVER_DEMUXERS, MP3, OutputFormat
 from .options import TAGS, OutputOptions
 from .probe import AudioStream, MediaInfo
 
@@ -14,6 +14,8 @@ from .probe import AudioStream, MediaInfo
 LOUDNORM_FILTER = "loudnorm=I=-16:TP=-1.5:LRA=11"
 # Longest side of an embedded cover picture, in pixels.
 COVER_MAX_SIDE = 600
+# With a duration limit, the output stops this far past it (headers can lie: the limit is enforced on what decodes).
+DURATION_CAP_MARGIN_SECONDS = 1.0
 
 
 def selected_stream(info: MediaInfo, options: OutputOptions) -> AudioStream:
@@ -70,8 +72,13 @@ def build_command(
     options: OutputOptions,
     cover_image: Path | str | None = None,
     output: OutputFormat = MP3,
+    max_duration: float | None = None,
+    max_output_bytes: int | None = None,
 ) -> list[str]:
-    """The ffmpeg argument list that writes `source`'s audio to `target` in `output`, with `cover_image` attached."""
+    """The ffmpeg argument list that writes `source`'s audio to `target` in `output`, with `cover_image` attached.
+
+    `max_duration` (seconds) stops the output just past it (-t), `max_output_bytes` once it is that large (-fs).
+    """
     stream = selected_stream(info, options)
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
     # Machine-readable progress on stdout, twice a second (also how a cancel is noticed quickly).
@@ -82,9 +89,9 @@ def build_command(
     if options.trim_end is not None:
         command += ["-to", _seconds(options.trim_end)]
     # Input options: the demuxer drops video, subtitle and data packets unread instead of passing them on.
-    command += ["-vn", "-sn", "-dn", "-i", file_url(source)]
+    command += [*input_args(), "-vn", "-sn", "-dn", "-i", file_url(source)]
     if cover_image is not None:
-        command += ["-i", file_url(cover_image)]
+        command += ["-f", COVER_DEMUXERS[0], *input_args(COVER_DEMUXERS), "-i", file_url(cover_image)]
     command += ["-map", f"0:a:{stream.index}"]
     if cover_image is not None:
         command += ["-map", "1:v:0", "-c:v", "copy", "-disposition:v:0", "attached_pic"]
@@ -108,7 +115,11 @@ def build_command(
     for tag in TAGS:
         if value := getattr(options, tag):
             command += ["-metadata", f"{tag}={value}"]
-    command += [*output.muxer_options, "-f", output.muxer, file_url(target)]
+    if max_duration is not None:
+        command += ["-t", _seconds(max_duration + DURATION_CAP_MARGIN_SECONDS)]
+    if max_output_bytes is not None:
+        command += ["-fs", str(max_output_bytes)]
+    command += [*output.muxer_options, *output_args(), "-f", output.muxer, file_url(target)]
     return command
 
 
@@ -120,7 +131,7 @@ def cover_command(source: Path | str, target: Path | str, *, info: MediaInfo, op
     scale = f"scale='min({side},iw)':'min({side},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2"
     return [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
-        "-ss", _seconds(at), "-i", file_url(source),
+        "-ss", _seconds(at), *input_args(), "-i", file_url(source),
         "-map", "0:v:0", "-frames:v", "1", "-filter:v", scale, "-c:v", "mjpeg", "-q:v", "3",
-        "-f", "image2", "-update", "1", file_url(target),
+        *output_args(), "-f", "image2", "-update", "1", file_url(target),
     ]

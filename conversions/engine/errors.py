@@ -33,6 +33,40 @@ class TrimOutOfRange(MediaError):
     message = "The trim range is outside the file's duration."
 
 
+def _minutes(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f}" if minutes == round(minutes) else f"{minutes:.1f}"
+
+
+class TooLong(MediaError):
+    """The audio lasts longer than the service allows: said by the headers, measured at upload, or found while
+    converting (headers can lie)."""
+
+    code = ErrorCode.TOO_LONG
+    message = "The audio in this file is longer than this service allows."
+
+    def __init__(self, limit_seconds: float | None = None, **kwargs):
+        if limit_seconds is not None:
+            minutes = _minutes(limit_seconds)
+            kwargs.setdefault("message", f"The audio in this file is longer than the {minutes}-minute limit.")
+        super().__init__(**kwargs)
+        self.limit_seconds = limit_seconds
+
+
+class OutputTooLarge(MediaError):
+    code = ErrorCode.OUTPUT_TOO_LARGE
+    message = "The MP3 would be larger than this service allows, so the conversion was stopped."
+
+    def __init__(self, limit_bytes: int | None = None, **kwargs):
+        if limit_bytes is not None:
+            megabytes = limit_bytes // (1024 * 1024)
+            kwargs.setdefault(
+                "message", f"The MP3 would be larger than the {megabytes} MB limit, so the conversion was stopped."
+            )
+        super().__init__(**kwargs)
+        self.limit_bytes = limit_bytes
+
+
 class ConversionTimeout(MediaError):
     code = ErrorCode.TIMEOUT
     message = "The conversion took longer than this service allows and was stopped."

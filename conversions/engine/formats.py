@@ -1,6 +1,8 @@
-"""The output format as data: what the options, the command builder, the API schema and the downloads read.
+"""The formats as data: the output format (what the options, the command builder, the API schema and the downloads
+read), and the input demuxers ffmpeg may use.
 
-MP3 is the only row. A second format would be a second row here (and a way to choose it), not edits across modules.
+MP3 is the only output row. A second format would be a second row here (and a way to choose it), not edits across
+modules.
 """
 
 from __future__ import annotations
@@ -45,3 +47,36 @@ MP3 = OutputFormat(
     cover=True,
     copy_codecs=frozenset({"mp3"}),
 )
+
+
+# The demuxers ffmpeg may open an upload with (its -format_whitelist; a name matches any part of a demuxer's
+# comma-separated name, so "mov" is "mov,mp4,m4a,3gp,3g2,mj2" and "matroska" is "matroska,webm"). Only real
+# containers and audio files: no playlist, manifest or script demuxer (hls, dash, concat, sdp, imf, image2, …),
+# which would read other files or URLs, and no image or text demuxer. A file any other demuxer claims is refused.
+INPUT_DEMUXERS = (
+    # video containers
+    "mov",  # mp4, mov, m4a, 3gp, 3g2
+    "matroska",  # mkv, webm
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",  # MPEG-PS: .mpg, .vob
+    "asf",  # wmv, wma
+    # audio files
+    "mp3",
+    "aac",  # raw ADTS
+    "ac3",
+    "eac3",
+    "dts",
+    "truehd",
+    "ogg",  # ogg, oga, opus
+    "wav",
+    "w64",
+    "flac",
+    "aiff",
+    "caf",
+    "amr",
+    "wv",
+)
+# Our own cover picture, read back as the second input of the conversion: a JPEG the engine wrote.
+COVER_DEMUXERS = ("jpeg_pipe",)

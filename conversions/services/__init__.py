@@ -1,7 +1,9 @@
 """Writes for conversions, split by concern:
 
 - `lifecycle`: create (probe, store, queue), enqueue, cancel, retry, mark failed, delete;
-- `processing`: the conversion itself as the convert worker runs it (progress, the redelivery guard).
+- `processing`: the conversion itself as the convert worker runs it (progress, heartbeat, the redelivery guard);
+- `reconcile`: queue again the jobs whose worker or message was lost;
+- `quotas`: the per-user limits and the email-verification gate that refuse an upload or a retry.
 
 Callers import from here. Telling the owner is the `notifications` app's part.
 """
@@ -18,11 +20,16 @@ from .lifecycle import (
     conversion_mark_failed,
     conversion_retry,
 )
-from .processing import ProgressReporter, conversion_convert
+from .processing import ProgressReporter, conversion_convert, conversion_heartbeat
+from .quotas import NO_LIMITS, Limits, quota_limits, upload_check, upload_check_declared
+from .reconcile import Reconciled, conversion_reconcile
 
 # Callers of the single module this package replaced import these from here too.
 __all__ = [
+    "Limits",
+    "NO_LIMITS",
     "ProgressReporter",
+    "Reconciled",
     "QueueUnavailable",
     "StorageUnavailable",
     "clean_filename",
@@ -31,7 +38,12 @@ __all__ = [
     "conversion_create",
     "conversion_delete",
     "conversion_enqueue",
+    "conversion_heartbeat",
     "conversion_mark_failed",
+    "conversion_reconcile",
     "conversion_retry",
+    "quota_limits",
+    "upload_check",
+    "upload_check_declared",
     "workdirs_sweep",
 ]

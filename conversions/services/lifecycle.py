@@ -25,6 +25,7 @@ from ..filenames import clean_filename, stem
 from ..models import Conversion
 from ..selectors import conversion_attempt_rows
 from ..storage import STORAGE_ERRORS
+from .quotas import owner_lock, quota_check, retry_check, upload_check, upload_record_create
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,11 @@ Status = Conversion.Status
 def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOptions) -> Conversion:
     """Probe an upload, store it and queue its conversion. Raises a ServiceError for input that cannot work, or
     when the file store or the queue refuses (then nothing is kept)."""
-    info = engine.probe(upload.temporary_file_path(), timeout=settings.PROBE_TIMEOUT)
+    # The account's gate and limits come first: a refused upload costs no probe.
+    upload_check(user=owner, size=upload.size)
+    info = engine.probe(
+        upload.temporary_file_path(), timeout=settings.PROBE_TIMEOUT, max_duration=settings.MAX_DURATION_MINUTES * 60
+    )
     if not info.has_audio:
         raise engine.NoAudioStream()
     options.check_against(info)
@@ -56,7 +61,12 @@ def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOpti
         raise StorageUnavailable() from exc
     try:
         with transaction.atomic():
+            # The limits again, under a lock on the owner's row held until the commit: concurrent uploads of one
+            # account check and insert one after another, so none passes on a count another is about to change.
+            owner_lock(user=owner)
+            quota_check(user=owner, size=upload.size)
             conversion.save(force_insert=True)
+            upload_record_create(user=owner)
             transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.id, attempt=conversion.attempt))
     except BrokerError as exc:
         # The row committed but the broker refused the job: undo both so nothing is left half-made.
@@ -115,13 +125,18 @@ def conversion_cancel(*, conversion: Conversion) -> bool:
     return bool(moved)
 
 
-def conversion_retry(*, conversion: Conversion) -> bool:
+def conversion_retry(*, conversion: Conversion, enforce_limits: bool = False) -> bool:
     """Queue a failed or cancelled job again from the start, as a new attempt (whose owner is told again); returns
-    False if it was in another state."""
+    False if it was in another state. `enforce_limits` (an owner's retry): the job becomes active again, so refuse
+    it past the owner's active-jobs limit (RateLimited); an admin's retry is not limited."""
     with transaction.atomic():
+        if enforce_limits:
+            owner_lock(user=conversion.owner)
+            if Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.RETRYABLE).exists():
+                retry_check(user=conversion.owner)
         requeued = Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.RETRYABLE).update(
             status=Status.QUEUED, attempt=F("attempt") + 1, progress=0, error_code="", error_message="",
-            error_detail="", started_at=None, finished_at=None, redeliveries=0,
+            error_detail="", started_at=None, finished_at=None, redeliveries=0, heartbeat_at=timezone.now(),
         )
         if requeued:
             attempt = Conversion.objects.values_list("attempt", flat=True).get(pk=conversion.pk)

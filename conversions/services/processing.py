@@ -6,7 +6,6 @@ Safe to run twice for the same message (a redelivery): every step is fenced by t
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -32,33 +31,58 @@ Status = Conversion.Status
 COPY_CHUNK_BYTES = 1024 * 1024
 
 
+def heartbeat_interval() -> float:
+    """Seconds between a running job's heartbeats: a few, and well inside STALE_JOB_SECONDS."""
+    return min(5.0, settings.STALE_JOB_SECONDS / 4)
+
+
 class ProgressReporter:
-    """Writes the job's progress at most once a second, and stops the conversion once the job is cancelled."""
+    """Writes the job's progress at most once a second, with its heartbeat at most every few seconds (in the same
+    UPDATE), and stops the conversion once the job is cancelled, retried or requeued by the reconciler."""
 
     def __init__(self, conversion_id: uuid.UUID, attempt: int, *, interval: float = 1.0):
-        self.rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt)
+        self.rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
+            status=Status.PROCESSING
+        )
         self.interval = interval
-        self.last_write = time.monotonic()
+        self.beat_interval = heartbeat_interval()
+        self.last_write = self.last_beat = time.monotonic()  # the claim wrote the first heartbeat
 
     def __call__(self, percent: float) -> None:
         now = time.monotonic()
         if now - self.last_write < self.interval:
             return
         self.last_write = now
-        if not self.rows.filter(status=Status.PROCESSING).update(progress=int(percent)):
-            raise engine.ConversionCancelled()  # cancelled, retried or deleted meanwhile
+        changes = {"progress": int(percent)}
+        if now - self.last_beat >= self.beat_interval:
+            self.last_beat = now
+            changes["heartbeat_at"] = timezone.now()
+        if not self.rows.update(**changes):
+            raise engine.ConversionCancelled()  # cancelled, retried, requeued or deleted meanwhile
+
+    def beat(self, *, force: bool = False) -> None:
+        """A heartbeat without progress (while files are copied), at most every few seconds unless `force`."""
+        now = time.monotonic()
+        if force or now - self.last_beat >= self.beat_interval:
+            self.last_beat = now
+            self.rows.update(heartbeat_at=timezone.now())
 
 
 def conversion_convert(
-    *, conversion_id: uuid.UUID | str, attempt: int | None = None, redelivered: bool = False
+    *, conversion_id: uuid.UUID | str, attempt: int | None = None, redelivered: bool = False, retrying: bool = False
 ) -> None:
-    """Convert a queued job's source to MP3. Safe to call again for the same job (a redelivered message)."""
-    open_rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
-        status__in=[Status.QUEUED, Status.PROCESSING]
-    )
+    """Convert a queued job's source to MP3. Safe to call again for the same job (a redelivered message).
+
+    A queued job is claimed once. A processing one only by the message that was running it: handed back by the broker
+    (`redelivered`) or retried by its own task (`retrying`); a duplicate message (the reconciler published one while
+    the first was held by a worker) then changes nothing while another worker converts the job.
+    """
+    resumable = [Status.QUEUED, Status.PROCESSING] if redelivered or retrying else [Status.QUEUED]
+    open_rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(status__in=resumable)
     if redelivered and _too_many_redeliveries(open_rows, conversion_id, attempt):
         return
-    claimed = open_rows.update(status=Status.PROCESSING, started_at=timezone.now(), progress=0)
+    now = timezone.now()
+    claimed = open_rows.update(status=Status.PROCESSING, started_at=now, heartbeat_at=now, progress=0)
     if not claimed:
         logger.info("conversion %s: nothing to do (finished, cancelled, retried or deleted)", conversion_id)
         return
@@ -72,18 +96,24 @@ def conversion_convert(
         )
         return
     options = engine.OutputOptions.from_dict(conversion.options)
+    heartbeat = ProgressReporter(conversion.id, conversion.attempt)
     with conversion_workdir() as workdir:
         source_path, target_path = Path(workdir) / "source", Path(workdir) / f"output{engine.MP3.extension}"
         with conversion.source.open("rb") as stored, source_path.open("wb") as local:
-            shutil.copyfileobj(stored, local, COPY_CHUNK_BYTES)
+            while chunk := stored.read(COPY_CHUNK_BYTES):
+                local.write(chunk)
+                heartbeat.beat()  # a large source from a slow store takes a while: the job is alive meanwhile
         try:
             result = engine.convert(
                 source_path, target_path, options=options,
                 on_progress=ProgressReporter(conversion.id, conversion.attempt),
+                max_duration=settings.MAX_DURATION_MINUTES * 60,
+                max_output_bytes=settings.MAX_OUTPUT_MB * 1024 * 1024,
             )
         except engine.MediaError as exc:
             conversion_mark_failed(conversion_id=conversion.id, attempt=conversion.attempt, error=exc)
             return
+        heartbeat.beat(force=True)  # the conversion's own reporter beat last; storing may take a while too
         mp3_name = _store_output(target_path, output_name(conversion.id, conversion.attempt))
     finished = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt).filter(
         status=Status.PROCESSING
@@ -120,18 +150,27 @@ def _store_output(path: Path, name: str) -> str:
         raise
 
 
+def conversion_heartbeat(*, conversion_id: uuid.UUID | str, attempt: int | None, at) -> None:
+    """Set a processing job's heartbeat to `at`: a task that retries later sets the time of its retry, so the
+    reconciler leaves the job to it meanwhile."""
+    conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(status=Status.PROCESSING).update(
+        heartbeat_at=at
+    )
+
+
+def redelivery_limit_error(redeliveries: int) -> InternalError:
+    """Why a job failed whose worker died every time it was tried (its source kills the worker, say)."""
+    return InternalError(
+        "Converting this file stopped the worker every time it was tried, so we gave up on it.",
+        detail=f"redelivered {redeliveries} times",
+    )
+
+
 def _too_many_redeliveries(open_rows, conversion_id, attempt) -> bool:
     """Count a redelivery; fail the job once they pass the limit (its source kills the worker every time)."""
     open_rows.update(redeliveries=F("redeliveries") + 1)
     redeliveries = open_rows.values_list("redeliveries", flat=True).first()
     if redeliveries is None or redeliveries <= settings.CONVERSION_MAX_REDELIVERIES:
         return False
-    conversion_mark_failed(
-        conversion_id=conversion_id,
-        attempt=attempt,
-        error=InternalError(
-            "Converting this file stopped the worker every time it was tried, so we gave up on it.",
-            detail=f"redelivered {redeliveries} times",
-        ),
-    )
+    conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=redelivery_limit_error(redeliveries))
     return True

@@ -5,17 +5,29 @@ from datetime import timedelta
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
+from mp3converter.checks import key_weakness, weak_key_message
+
 from .env import BASE_DIR, VAR_DIR, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 
+def _strong(name: str, key: str) -> str:
+    """With DEBUG off a placeholder or short key stops the service here: it would sign sessions and tokens."""
+    if not DEBUG and (weakness := key_weakness(key)):
+        raise ImproperlyConfigured(weak_key_message(name, weakness))
+    return key
+
+
 def _secret_key() -> str:
     key = env("DJANGO_SECRET_KEY", default="")
     if key:
-        return key
+        return _strong("DJANGO_SECRET_KEY", key)
     if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off. "
+            "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
     # A local run gets a random key kept in a git-ignored file, so sessions survive restarts.
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
@@ -26,6 +38,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# A key of its own for the JWTs (Compose and k8s set one), so the Django key alone cannot forge an API token.
+JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default="")
+JWT_SIGNING_KEY = _strong("JWT_SIGNING_KEY", JWT_SIGNING_KEY) if JWT_SIGNING_KEY else SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -40,6 +55,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    # Refresh tokens rotate and the used one is blacklisted; logout and a password change blacklist too.
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "accounts",
@@ -52,11 +69,15 @@ MIDDLEWARE = [
     "mp3converter.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Private answers are never cached (after WhiteNoise: static files keep their own headers).
+    "mp3converter.nostore.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A sign-in page past the failed-attempt limit answers 429 (accounts/throttling.py).
+    "accounts.throttling.SignInThrottleMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -89,6 +110,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
+# Django's model backend behind the sign-in throttle: past THROTTLE_LOGIN failures no password is checked, on any
+# door (accounts/throttling.py).
+AUTHENTICATION_BACKENDS = ["accounts.throttling.SignInThrottleBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -97,6 +121,17 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Closing registration leaves account creation to admins (`manage.py createsuperuser`, Django admin).
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
+# A new account confirms its address through the emailed link before it may upload (403 email_not_verified).
+REQUIRE_EMAIL_VERIFICATION = env.bool("REQUIRE_EMAIL_VERIFICATION", default=True)
+# Days the link in the verification email works.
+EMAIL_VERIFICATION_DAYS = env.int("EMAIL_VERIFICATION_DAYS", default=3)
+# Failed sign-ins per account and per client address (every door that takes a password), and registrations per
+# address and per email address: `count/period`, period s, min, hour or day.
+THROTTLE_LOGIN = env.str("THROTTLE_LOGIN", default="10/min")
+THROTTLE_REGISTER = env.str("THROTTLE_REGISTER", default="5/min")
+# Proxies in front of the web process that append to X-Forwarded-For (the ingress: 1). 0 ignores the header, since
+# a client can write anything in it (mp3converter/clientip.py).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -106,7 +141,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
 
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# The throttle counts live here, shared by every process and pod: the database by default (its table is made by
+# `migrate`, accounts/migrations/0003), or e.g. CACHE_URL=redis://host:6379/0.
+CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://django_cache")}
 
 # key=value lines; every line logged while a job is being handled carries `job=<id>` (mp3converter/joblog.py).
 LOGGING = {
@@ -133,15 +170,42 @@ CONVERSION_SOFT_TIME_LIMIT = env.int("CONVERSION_SOFT_TIME_LIMIT", default=3600)
 CONVERSION_HARD_TIME_LIMIT = env.int("CONVERSION_HARD_TIME_LIMIT", default=CONVERSION_SOFT_TIME_LIMIT + 120)
 # A message that keeps coming back because its worker died (a crash, an OOM kill) fails the job after this many.
 CONVERSION_MAX_REDELIVERIES = env.int("CONVERSION_MAX_REDELIVERIES", default=3)
-# Seconds the upload-time probe may take; a probe reads only the container headers.
+# Seconds the upload-time probe may take: the headers, and measuring the audio when they give no duration.
 PROBE_TIMEOUT = env.int("PROBE_TIMEOUT", default=30)
+# Longest audio accepted: refused at upload (422 too_long) and enforced again while converting (headers can lie).
+MAX_DURATION_MINUTES = env.int("MAX_DURATION_MINUTES", default=360)
+# Largest MP3 a conversion may write before it is stopped (output_too_large). 360 minutes at 320 kbps, MP3's highest
+# bitrate, is about 825 MiB, so the default leaves room for that plus tags and a cover.
+MAX_OUTPUT_MB = env.int("MAX_OUTPUT_MB", default=1024)
 # Some deployments of the classic API allow only staff to upload and download.
 CLASSIC_API_STAFF_ONLY = env.bool("CLASSIC_API_STAFF_ONLY", default=False)
+
+
+# --- Limits --------------------------------------------------------------------------------------------------
+def _limit(name: str, default: int) -> int | None:
+    """A per-user limit's default: a whole number (0 allows nothing), or `unlimited` (no limit)."""
+    value = env.str(name, default="").strip().lower()
+    if value == "unlimited":
+        return None
+    try:
+        limit = int(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number or 'unlimited', not {value!r}.") from None
+    if limit < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative.")
+    return limit
+
+
+# What one account may cost (staff are exempt; the admin can set other limits per user, conversions/services/quotas.py).
+QUOTA_ACTIVE_JOBS = _limit("QUOTA_ACTIVE_JOBS", 3)  # jobs queued or processing at once
+QUOTA_UPLOADS_PER_HOUR = _limit("QUOTA_UPLOADS_PER_HOUR", 30)  # accepted uploads in any rolling hour
+QUOTA_STORAGE_MB = _limit("QUOTA_STORAGE_MB", 10240)  # stored sources and MP3s together
 
 # --- REST API ------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # SimpleJWT's, refusing tokens a password change revoked.
+        "accounts.authentication.RevocableJWTAuthentication",
         # Lets a signed-in admin use the browsable API.
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -149,19 +213,20 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {
-        "login": env.str("THROTTLE_LOGIN", default="10/min"),
-        "register": env.str("THROTTLE_REGISTER", default="5/min"),
-    },
+    "DEFAULT_THROTTLE_RATES": {"login": THROTTLE_LOGIN, "register": THROTTLE_REGISTER},
+    # Agrees with mp3converter/clientip.py, which the project's throttles use (accounts/throttling.py).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "EXCEPTION_HANDLER": "mp3converter.api.exception_handler",
 }
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=30)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
-    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "SIGNING_KEY": JWT_SIGNING_KEY,
     "ALGORITHM": "HS256",
     "UPDATE_LAST_LOGIN": True,
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -3,6 +3,8 @@
 Each setting says why; the references are sections of the Celery 5 docs ("Configuration and defaults", "Tasks").
 """
 
+from pathlib import Path
+
 from kombu import Exchange, Queue
 
 from .base import CONVERSION_HARD_TIME_LIMIT, CONVERSION_SOFT_TIME_LIMIT
@@ -11,7 +13,7 @@ from .env import VAR_DIR, env
 # With no broker configured, a folder-based transport lets a laptop run every process without a server.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
+    _broker_dir = Path(env.str("CELERY_BROKER_FOLDER", default=str(VAR_DIR / "broker")))
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -75,3 +77,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Readiness and liveness files for Kubernetes probes, kept by a worker bootstep (see mp3converter/celery.py).
 CELERY_WORKER_READY_FILE = env.str("CELERY_WORKER_READY_FILE", default="")
 CELERY_WORKER_HEARTBEAT_FILE = env.str("CELERY_WORKER_HEARTBEAT_FILE", default="")
+
+# --- The reconciler (conversions/services/reconcile.py, run by the convert worker: mp3converter/celery.py) ---------
+# A processing job whose heartbeat is older than this lost its worker; a job queued this long while the broker holds
+# fewer convert messages than there are queued jobs lost its message. Either is queued again.
+STALE_JOB_SECONDS = env.int("STALE_JOB_SECONDS", default=120)
+# How often each convert worker runs the reconciler (also once when it starts); 0 runs it only at the start.
+RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=60)

@@ -162,3 +162,45 @@ def test_admin_refuses_an_existing_email_in_another_case(admin_client, user):
     assert response.status_code == 200  # the form again, with an error
     assert response.context["adminform"].form.errors["email"]
     assert User.objects.filter(email__iexact=user.email).count() == 1
+
+
+# --- Actions need the change permission --------------------------------------------------------------------------
+def staff_client(*codenames: str) -> Client:
+    from django.contrib.auth.models import Permission
+
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def test_a_staff_user_who_may_only_view_is_offered_no_action_and_posting_one_does_nothing(db):
+    from notifications.models import Delivery
+    from tests.factories import DeliveryFactory
+
+    viewer = staff_client("view_conversion")
+    failed, queued = ConversionFactory(**FAILED), ConversionFactory(status=Conversion.Status.QUEUED)
+    delivery = DeliveryFactory()
+    page = viewer.get(CHANGELIST)
+    assert page.status_code == 200
+    assert {failed, queued, delivery.conversion} <= set(page.context["cl"].result_list)  # may look...
+    for action in ("retry_failed", "cancel", "resend_email"):
+        assert f'value="{action}"' not in page.content.decode()  # ...but is offered nothing to do
+    for action, job in (("retry_failed", failed), ("cancel", queued), ("resend_email", delivery.conversion)):
+        response = viewer.post(CHANGELIST, {"action": action, "_selected_action": [str(job.pk)], "index": "0"})
+        assert response.status_code in (200, 302, 403)
+    assert Conversion.objects.get(pk=failed.pk).status == Conversion.Status.FAILED
+    assert Conversion.objects.get(pk=failed.pk).attempt == 1
+    assert Conversion.objects.get(pk=queued.pk).status == Conversion.Status.QUEUED
+    assert list(Delivery.objects.values_list("state", "tries")) == [("delivered", 1)]
+
+
+def test_a_staff_user_who_may_change_conversions_is_offered_the_actions(db):
+    editor = staff_client("view_conversion", "change_conversion")
+    cancelled = ConversionFactory(status=Conversion.Status.QUEUED)
+    page = editor.get(CHANGELIST).content.decode()
+    for action in ("retry_failed", "cancel", "resend_email"):
+        assert f'value="{action}"' in page
+    assert run_action(editor, "cancel", cancelled) == ["1 conversion(s) cancelled; 0 skipped (already finished)."]
+    assert status_of(cancelled.pk) == Conversion.Status.CANCELLED

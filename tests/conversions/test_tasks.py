@@ -1,5 +1,8 @@
 """The Celery task wrappers, run in-process with Task.apply() (local execution; retries are re-applied locally)."""
 
+import logging
+from datetime import timedelta
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from celery import states
@@ -7,6 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import OperationalError
+from django.utils import timezone
 
 from conversions import engine, services
 from conversions.models import Conversion
@@ -41,7 +45,7 @@ def attempts(monkeypatch):
     seen: list[tuple[int, str]] = []
 
     def install(behaviour):
-        def service(*, conversion_id, attempt=None, redelivered=False):
+        def service(*, conversion_id, attempt=None, redelivered=False, retrying=False):
             seen.append((convert_video_task.request.retries, Conversion.objects.get(pk=conversion_id).status))
             return behaviour(conversion_id=conversion_id, attempt=len(seen))
 
@@ -148,3 +152,40 @@ def test_unexpected_error_fails_the_job_instead_of_leaving_it_processing(db, job
     assert row.status == Status.FAILED  # so the owner is told, and conversion_retry can requeue it
     assert row.error_code == "internal_error"
     assert "ValueError" in row.error_detail
+
+
+def test_a_retry_keeps_the_reconciler_away_until_it_runs(db, job, attempts):
+    conversion = job("mp4_aac")
+    heartbeats = []
+
+    def flaky(*, conversion_id, attempt):
+        heartbeats.append(Conversion.objects.get(pk=conversion_id).heartbeat_at)
+        if attempt == 1:
+            Conversion.objects.filter(pk=conversion_id).update(status=Status.PROCESSING, heartbeat_at=timezone.now())
+            raise OSError(5, "storage hiccup")
+
+    attempts(flaky)
+    failed_at = timezone.now()
+    convert_video_task.apply(args=[str(conversion.id), 1])
+    # Before the retry ran, the job's heartbeat was set to when the retry is due (10 s after the failure).
+    assert heartbeats[1] >= failed_at + timedelta(seconds=9)
+
+
+FORGED_IDS = ["not-a-uuid", "x\nlevel=ERROR job=forged pid=1 injected", "9" * 5000, 42, None, ["a"], {"id": 1}]
+FORGED_ATTEMPTS = ["1", 1.5, True, -1, 0, 10**40, [1]]
+
+
+@pytest.mark.parametrize(
+    "args", [[forged, 1] for forged in FORGED_IDS] + [["6f1c8a1e-3f7e-4ad8-9c43-0a4c1d1f2b3c", forged]
+                                                       for forged in FORGED_ATTEMPTS]
+)
+def test_a_forged_message_is_logged_safely_and_dropped(db, job, attempts, caplog, args):
+    seen = attempts(lambda **kwargs: pytest.fail("the service must not run"))
+    with caplog.at_level(logging.ERROR, logger="conversions.tasks"):
+        result = convert_video_task.apply(args=args)
+    assert result.state == states.REJECTED  # dropped: not retried, not requeued
+    assert seen == []
+    [record] = [record for record in caplog.records if "dropped a message" in record.getMessage()]
+    line = record.getMessage()
+    assert "\n" not in line and len(line) < 200
+    assert "injected" not in line or "\\n" in line  # repr-escaped: the forged line break stays on this line

@@ -4,6 +4,7 @@ settings' environment variables and the entrypoint scripts. Each reads the files
 import ast
 import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 DOCKER = ROOT / "docker"
 COMPOSE_FILE = DOCKER / "compose.yaml"
 ENV_EXAMPLE = DOCKER / ".env.example"
+# The settings every app container reads (env_file), tracked: no secret is in it.
+APP_ENV = DOCKER / "app.env"
 DOCKERFILE = DOCKER / "Dockerfile"
 SETTINGS = ROOT / "mp3converter" / "settings"
 
@@ -175,9 +178,23 @@ def compose(variables: dict[str, str] | None = None) -> dict:
     return interpolate(compose_raw(), env_file().active if variables is None else variables)
 
 
-def service_environment(service: str) -> dict[str, str]:
-    """What a container of an app service starts with: the image's ENV, then env_file, then `environment:`."""
-    config = compose()["services"][service]
+def filled_in() -> dict[str, str]:
+    """docker/.env as a person makes it from the example: every change-me placeholder replaced by a random value
+    (the same ones for the whole test run, as the file is written once)."""
+    if not _FILLED_IN:
+        for name, value in env_file().active.items():
+            _FILLED_IN[name] = secrets.token_urlsafe(50) if "change-me" in value else value
+        _FILLED_IN["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(16)}"
+    return dict(_FILLED_IN)
+
+
+_FILLED_IN: dict[str, str] = {}
+
+
+def service_environment(service: str, variables: dict[str, str] | None = None) -> dict[str, str]:
+    """What a container of an app service starts with: the image's ENV, then env_file, then `environment:`.
+    The secrets are those of `variables` (default: docker/.env filled in from the example)."""
+    config = compose(filled_in() if variables is None else variables)["services"][service]
     env = dict(image_env())
     env_files = config.get("env_file", [])
     for entry in [env_files] if isinstance(env_files, str) else env_files:

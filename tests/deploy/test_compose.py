@@ -2,7 +2,8 @@
 
 The Compose file is valid against the Compose Specification's schema; beyond the schema: one image for every app role,
 dependencies that exist and wait for health, a healthcheck on every long-running service, the broker and the convert
-service outlasting the longest conversion, an env example that documents every variable with safe values, and
+service outlasting the longest conversion, env files (docker/app.env, the settings; docker/.env.example, the secrets)
+that document every variable with safe values, and
 settings that pass `manage.py check --deploy` with exactly the web container's environment, less only the documented
 relaxations for plain HTTP on localhost.
 """
@@ -12,11 +13,13 @@ import re
 import subprocess
 import sys
 from importlib.resources import files
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
 
 from tests.deploy.readers import (
+    APP_ENV,
     APP_SERVICES,
     COMPOSE_FILE,
     DOCKER,
@@ -61,6 +64,15 @@ PLACEHOLDER = "change-me"
 
 def services() -> dict:
     return compose()["services"]
+
+
+def documented() -> set[str]:
+    """Every variable the two env files list: the settings (docker/app.env) and the secrets (docker/.env.example)."""
+    return env_file(APP_ENV).listed | env_file().listed
+
+
+def commented() -> dict[str, str]:
+    return {**env_file(APP_ENV).commented, **env_file().commented}
 
 
 def compose_scripts() -> list:
@@ -122,14 +134,14 @@ def test_every_app_service_runs_the_one_image_with_one_configuration():
         assert config["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
         build = config["build"]
         assert (COMPOSE_FILE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
-        assert config["env_file"] == ".env"
-        assert config["environment"] == configs[0]["environment"]
+        assert config["env_file"] == "app.env"
         # Nothing writes outside /tmp, as on Kubernetes.
         assert config["read_only"] is True and config["tmpfs"] == ["/tmp"]
         assert config["command"] == [f"/app/docker/bin/{role}"]
         assert image_path(config["command"][0]).is_file()
-    # Only the app services get docker/.env (the Django secret key stays out of the data services).
+    # Only the app services get the settings, and no service gets docker/.env (the secrets) whole.
     assert {name for name, config in services().items() if "env_file" in config} == set(APP_SERVICES)
+    assert all(config.get("env_file") != ".env" for config in services().values())
 
 
 def test_dependencies_exist_and_wait_until_they_are_ready():
@@ -218,21 +230,21 @@ def test_web_stop_grace_period_outlasts_gunicorns_graceful_timeout():
 
 # --- The env example -------------------------------------------------------------------------------------------------
 def test_env_example_lists_every_variable_the_settings_read():
-    listed = env_file().listed
+    listed = documented()
     missing = {name: variable.where for name, variable in settings_variables().items() if name not in listed}
-    assert missing == {}, "document these in docker/.env.example"
+    assert missing == {}, "document these in docker/app.env (or, secrets, in docker/.env.example)"
 
 
 def test_env_example_lists_every_variable_the_entrypoints_and_compose_read():
-    missing = set(script_variables(compose_scripts())) - env_file().listed
-    assert missing == set(), "document these in docker/.env.example"
+    missing = set(script_variables(compose_scripts())) - documented()
+    assert missing == set(), "document these in docker/app.env"
     # Compose fills these in from docker/.env, so they must be set, not just documented.
     assert compose_variables(compose_raw()) - set(env_file().active) == set()
 
 
 def test_env_example_lists_nothing_that_nobody_reads():
     read = set(settings_variables()) | set(script_variables(compose_scripts())) | compose_variables(compose_raw())
-    assert env_file().listed - read - LIBRARY_VARIABLES == set()
+    assert documented() - read - LIBRARY_VARIABLES == set()
 
 
 def test_env_example_comments_show_the_defaults_that_apply():
@@ -240,9 +252,9 @@ def test_env_example_comments_show_the_defaults_that_apply():
     defaults.update({name: variable.default for name, variable in settings_variables().items()})
     # In the container the image's ENV comes first; what compose.yaml sets is not a default at all.
     defaults.update(image_env())
-    set_by_compose = set(services()["web"]["environment"])
+    set_by_compose = set().union(*(services()[name].get("environment", {}) for name in APP_SERVICES))
     checked = 0
-    for name, documented in env_file().commented.items():
+    for name, documented in commented().items():
         default = defaults.get(name, NO_LITERAL_DEFAULT)
         if name in set_by_compose or default is NO_LITERAL_DEFAULT or default is None:
             continue
@@ -258,10 +270,9 @@ def test_env_example_comments_show_the_computed_defaults_the_settings_arrive_at(
         "MEDIA_ROOT": "MEDIA_ROOT",
         "EMAIL_FILE_PATH": "EMAIL_FILE_PATH",
     }
-    documented = env_file().commented
     settings = settings_under(service_environment("web"), *computed.values())
     for variable, setting in computed.items():
-        value = documented[variable]
+        value = commented()[variable]
         # Paths are documented as the image has them (/app is the checkout).
         expected = str(image_path(value)) if value.startswith("/app/") else value
         assert str(settings[setting]) == expected, variable
@@ -270,7 +281,10 @@ def test_env_example_comments_show_the_computed_defaults_the_settings_arrive_at(
 def test_env_example_holds_only_placeholders_for_secrets():
     example = env_file()
     secret_names = {name for name in example.listed if SECRET_NAME.search(name)}
-    assert {"DJANGO_SECRET_KEY", "MYSQL_PASSWORD", "RABBITMQ_DEFAULT_PASS", "FLOWER_BASIC_AUTH"} <= secret_names
+    assert {
+        "DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "MYSQL_PASSWORD", "RABBITMQ_APP_PASSWORD",
+        "RABBITMQ_MONITORING_PASSWORD", "MONGO_APP_PASSWORD", "MONGO_ROOT_PASSWORD", "FLOWER_BASIC_AUTH",
+    } <= secret_names
     for name in secret_names:
         value = {**example.commented, **example.active}[name]
         assert value == "" or PLACEHOLDER in value, f"{name} must be a {PLACEHOLDER}-... placeholder, not {value!r}"
@@ -280,9 +294,18 @@ def test_env_example_holds_only_placeholders_for_secrets():
         assert not credentials or PLACEHOLDER in credentials.group(1), name
 
 
-def test_env_example_values_need_no_quoting():
+def test_the_settings_file_holds_no_secret():
+    """docker/app.env is tracked and goes to every app container whole: nothing secret belongs there."""
+    settings = env_file(APP_ENV)
+    assert {name for name in settings.listed if SECRET_NAME.search(name)} == set()
+    assert not any(re.match(r"^\w[\w+.-]*://[^/@]+@", value) for value in settings.active.values())
+    assert set(settings.active).isdisjoint(env_file().listed), "a variable belongs in one of the two files"
+
+
+@pytest.mark.parametrize("path", [ENV_EXAMPLE, APP_ENV], ids=["env-example", "app-env"])
+def test_env_files_values_need_no_quoting(path):
     # Compose would interpolate a "$", and a quote or a space around "=" changes the value it passes on.
-    for line in ENV_EXAMPLE.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.partition("=")
             assert name == name.strip() and value == value.strip(), line
@@ -290,16 +313,16 @@ def test_env_example_values_need_no_quoting():
 
 
 def test_s3_is_documented_but_off_while_gridfs_is_on():
-    example = env_file()
-    assert S3_VARIABLES <= set(example.commented)
-    assert S3_VARIABLES.isdisjoint(example.active)
-    assert example.active["MONGODB_URI"].startswith("mongodb://mongo:27017/")
+    assert S3_VARIABLES <= set(commented())
+    assert S3_VARIABLES.isdisjoint(env_file(APP_ENV).active) and S3_VARIABLES.isdisjoint(env_file().active)
+    assert service_environment("web")["MONGODB_URI"].startswith("mongodb://")
 
 
-def test_docker_env_is_git_ignored_and_the_example_is_not():
+def test_docker_env_is_git_ignored_and_the_example_and_settings_are_not():
     ignored = subprocess.run(["git", "check-ignore", "-q", "docker/.env"], cwd=ROOT)
     example = subprocess.run(["git", "check-ignore", "-q", "docker/.env.example"], cwd=ROOT)
-    assert (ignored.returncode, example.returncode) == (0, 1)
+    settings = subprocess.run(["git", "check-ignore", "-q", "docker/app.env"], cwd=ROOT)
+    assert (ignored.returncode, example.returncode, settings.returncode) == (0, 1, 1)
 
 
 # --- The settings, in the web container's environment ----------------------------------------------------------------
@@ -307,7 +330,10 @@ def test_stack_environment_points_at_the_stack_services():
     env = service_environment("web")
     assert env["DATABASE_URL"].startswith("mysql://") and "@mysql:3306/" in env["DATABASE_URL"]
     assert env["CELERY_BROKER_URL"].startswith("amqp://") and "@rabbitmq:5672/" in env["CELERY_BROKER_URL"]
-    assert env["MONGODB_URI"].startswith("mongodb://mongo:27017/")
+    # The application user, never root: the root password is only in the mongo service.
+    mongo = urlsplit(env["MONGODB_URI"])
+    assert (mongo.hostname, mongo.port, mongo.username) == ("mongo", 27017, env_file().active["MONGO_APP_USER"])
+    assert mongo.path == "/" + env_file().active["MONGO_DATABASE"]
     assert env["EMAIL_URL"] == "smtp://mailpit:1025"
     assert {"localhost", "127.0.0.1"} <= set(env["ALLOWED_HOSTS"].split(","))
     assert all(env[name] == "false" for name in LOCAL_HTTP_RELAXATIONS)

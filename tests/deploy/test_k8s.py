@@ -316,7 +316,10 @@ def test_keda_scales_converters_on_the_convert_queue_over_http_from_zero(resourc
     assert url.scheme == "http" and url.port == 15672
     # KEDA runs in its own namespace: the host must be the service's full name, with the broker's vhost as path.
     assert url.hostname == f"rabbitmq.{NAMESPACE}.svc.cluster.local"
-    assert url.path == "/" + urlsplit(template_secrets["mp3converter-app"]["stringData"]["CELERY_BROKER_URL"]).path.lstrip("/")
+    broker = urlsplit(template_secrets["mp3converter-broker"]["stringData"]["CELERY_BROKER_URL"])
+    assert url.path == "/" + broker.path.lstrip("/")
+    # ...signed in as the read-only monitoring user, never as the app (tests/deploy/test_store_users.py).
+    assert url.username == "monitoring" != broker.username
 
 
 def test_scale_down_never_kills_a_running_conversion(resources, config):
@@ -342,76 +345,14 @@ def variables_the_project_reads() -> set[str]:
     return names
 
 
-def test_every_configured_variable_is_one_the_project_reads(config, template_secrets):
+def test_every_configured_variable_is_one_the_project_reads(resources, config, template_secrets):
     known = variables_the_project_reads()
     assert "MAX_UPLOAD_MB" in known and "WEB_THREADS" in known  # the scan works
     assert set(config) - known == set(), "misspelt or unused variables in configmap.yaml"
-    assert set(template_secrets["mp3converter-app"]["stringData"]) - known == set()
-
-
-def deploy_environment(config: dict, app_secret: dict) -> dict[str, str]:
-    # DJANGO_DEBUG is spelt out: a developer's git-ignored .env (which `make run` writes) must not switch it on here.
-    return {"PATH": os.environ["PATH"], "DJANGO_DEBUG": "false", **config, **app_secret}
-
-
-def test_production_settings_pass_check_deploy_with_the_manifests_configuration(config):
-    app_secret = next(doc for doc in make_secrets() if doc["metadata"]["name"] == "mp3converter-app")["stringData"]
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=deploy_environment(config, app_secret), capture_output=True, text=True, check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "no issues" in result.stdout
-
-
-def test_the_template_secret_key_is_refused_by_check_deploy(config, template_secrets):
-    """The placeholder must never pass for a real key: check --deploy flags it as weak."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=deploy_environment(config, template_secrets["mp3converter-app"]["stringData"]),
-        capture_output=True, text=True, check=False,
-    )
-    assert result.returncode != 0
-    assert "security.W009" in result.stdout + result.stderr
-
-
-# --- make-secrets.sh ---------------------------------------------------------------------------------------------
-def secret_values(docs: list[dict]) -> dict[str, dict[str, str]]:
-    return {doc["metadata"]["name"]: doc["stringData"] for doc in docs}
-
-
-def test_generated_secrets_repeat_each_password_consistently_and_are_fresh_each_time(template_secrets):
-    first, second = secret_values(make_secrets()), secret_values(make_secrets())
-    assert set(first) == set(template_secrets)
-    for name, values in first.items():
-        assert set(values) == set(template_secrets[name]["stringData"]), name
-    app = first["mp3converter-app"]
-    assert urlsplit(app["DATABASE_URL"]).password == first["mp3converter-mysql"]["MYSQL_PASSWORD"]
-    rabbitmq_password = first["mp3converter-rabbitmq"]["RABBITMQ_DEFAULT_PASS"]
-    assert urlsplit(app["CELERY_BROKER_URL"]).password == rabbitmq_password
-    assert urlsplit(first["mp3converter-rabbitmq"]["MANAGEMENT_URL"]).password == rabbitmq_password
-    assert urlsplit(app["MONGODB_URI"]).password == first["mp3converter-mongodb"]["MONGO_INITDB_ROOT_PASSWORD"]
-    passwords = [
-        app["DJANGO_SECRET_KEY"], first["mp3converter-mysql"]["MYSQL_PASSWORD"],
-        first["mp3converter-mysql"]["MYSQL_ROOT_PASSWORD"], rabbitmq_password,
-        first["mp3converter-mongodb"]["MONGO_INITDB_ROOT_PASSWORD"], app["FLOWER_BASIC_AUTH"].split(":", 1)[1],
-    ]
-    assert len(set(passwords)) == len(passwords), "every password is its own"
-    assert all(len(password) >= 24 and "change-me" not in password for password in passwords)
-    assert second["mp3converter-app"]["DJANGO_SECRET_KEY"] != app["DJANGO_SECRET_KEY"]
-
-
-def test_generated_secrets_take_the_smtp_url_and_namespace_from_the_environment():
-    values = secret_values(make_secrets(EMAIL_URL="smtp+tls://mailer:pw@smtp.example.org:587", NAMESPACE="media"))
-    assert values["mp3converter-app"]["EMAIL_URL"] == "smtp+tls://mailer:pw@smtp.example.org:587"
-    assert urlsplit(values["mp3converter-rabbitmq"]["MANAGEMENT_URL"]).hostname == "rabbitmq.media.svc.cluster.local"
-
-
-def test_template_secrets_hold_only_placeholders(template_secrets):
-    for name, doc in template_secrets.items():
-        for key, value in doc["stringData"].items():
-            secret_parts = [value] if "://" not in value else [urlsplit(value).password or ""]
-            if key == "FLOWER_BASIC_AUTH":
-                secret_parts = [value.split(":", 1)[1]]
-            for part in secret_parts:
-                assert part.startswith("change-me"), f"{name}.{key} holds something that is not a placeholder"
+    app_secrets = {
+        source["secretRef"]["name"] for doc in app_workloads(resources).values() for c in containers(pod_spec(doc))
+        for source in c.get("envFrom", []) if "secretRef" in source
+    }
+    assert len(app_secrets) >= 7
+    for name in app_secrets:
+        assert set(template_secrets[name]["stringData"]) - known == set(), name

@@ -33,3 +33,11 @@ def test_a_delivery_can_be_read_but_not_added_or_changed(admin_client):
     assert 'name="_save"' not in page.content.decode()
     assert admin_client.get(f"{CHANGELIST}add/").status_code == 403
     assert admin_client.post(f"{CHANGELIST}{failed.pk}/change/", {"state": "delivered"}).status_code == 403
+
+
+def test_resend_email_is_a_change_action():
+    from notifications.admin import resend_email
+
+    # Django offers and runs it only for users with the change permission of the model admin it is listed on;
+    # tests/conversions/test_admin.py checks that on the conversions' changelist.
+    assert resend_email.allowed_permissions == ["change"]

@@ -1,6 +1,7 @@
 """The notification tasks, run in-process with Task.apply() (retries are re-applied at once, in-process): what
 they retry, when they give up, and that a delivery another worker holds is looked at again."""
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -126,3 +127,25 @@ def test_a_delivery_another_worker_holds_is_sent_once_that_claim_has_expired(db,
     sent = Delivery.objects.get(pk=delivery.pk)
     assert (sent.state, sent.tries) == (State.DELIVERED, 2)
     assert [message.to for message in mail.outbox] == [[conversion.owner.email]]
+
+
+@pytest.mark.parametrize(
+    ("task", "args"),
+    [
+        (notify_owner_task, ["not-a-uuid\nforged line", 1]),
+        (notify_owner_task, ["6f1c8a1e-3f7e-4ad8-9c43-0a4c1d1f2b3c", "1"]),
+        (notify_owner_task, [{"id": 1}, None]),
+        (deliver_notification_task, ["1", "6f1c8a1e-3f7e-4ad8-9c43-0a4c1d1f2b3c"]),
+        (deliver_notification_task, [True, "6f1c8a1e-3f7e-4ad8-9c43-0a4c1d1f2b3c"]),
+        (deliver_notification_task, [1, "x" * 10_000]),
+    ],
+)
+def test_a_forged_message_is_logged_safely_and_dropped(db, queued, monkeypatch, caplog, task, args):
+    monkeypatch.setattr(services, "notifications_dispatch", lambda **kwargs: pytest.fail("dispatched"))
+    monkeypatch.setattr(services, "delivery_send", lambda **kwargs: pytest.fail("sent"))
+    with caplog.at_level(logging.ERROR):
+        result = task.apply(args=args)
+    assert result.state == states.REJECTED
+    [record] = [record for record in caplog.records if "dropped a message" in record.getMessage()]
+    assert "\n" not in record.getMessage() and len(record.getMessage()) < 200
+    assert queued == [] and mail.outbox == []

@@ -1,5 +1,5 @@
 """Who may call what: every endpoint against missing and bad credentials, another user's jobs, the admin, the docs,
-Flower's exposure and sign-in throttling.
+Flower's exposure. Sign-in throttling on every door has its own file, tests/accounts/test_throttling.py.
 
 No worker is needed: jobs are rows made directly in the database with real files in storage, and nothing here
 queues work (refused requests never reach the services; on_commit callbacks do not run under the `db` fixture).
@@ -22,10 +22,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
 from django.utils import timezone
-from rest_framework.test import APIClient
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from accounts.tokens import AccessToken as ServiceAccessToken, RefreshToken as ServiceRefreshToken
+from accounts.verification import verification_link
 from conversions.models import Conversion
 from tests.factories import PASSWORD, ConversionFactory, UserFactory
 from tests.utils import terminate, wait_for
@@ -76,8 +76,18 @@ def inactive_user(user) -> str:
     return token
 
 
+def revoked(user) -> str:
+    # Issued by the service's own sign-in, then a password change revoked every earlier token.
+    ghost = UserFactory()
+    token = str(ServiceAccessToken.for_user(ghost))
+    ghost.tokens_valid_after = timezone.now()
+    ghost.save()
+    return token
+
+
 BAD_TOKENS = {
     "expired": expired,
+    "revoked": revoked,
     "other-key": other_key,
     "alg-none": alg_none,
     "refresh-as-access": refresh_as_access,
@@ -151,12 +161,16 @@ def native_requests(job_id) -> list[tuple[str, str]]:
         ("post", f"/api/conversions/{job_id}/cancel/"),
         ("post", f"/api/conversions/{job_id}/retry/"),
         ("get", "/api/auth/me/"),
+        ("post", "/api/auth/password/"),
+        ("post", "/api/auth/verify/resend/"),
     ]
 
 
 def call(client, method: str, url: str, **headers):
     if method == "post" and url == "/api/conversions/":
         return client.post(url, {"file": ContentFile(b"not read", name="clip.mp4")}, **headers)
+    if url == "/api/auth/password/":  # a well-formed change: only the credentials are wrong
+        return client.post(url, {"old_password": PASSWORD, "new_password": "an-unguessable-passphrase-8"}, **headers)
     return getattr(client, method)(url, **headers)
 
 
@@ -181,6 +195,8 @@ def test_native_api_without_a_token_is_401_everywhere(user, jobs):
             assert response["WWW-Authenticate"].startswith("Bearer"), (method, url)
     assert {name: snapshot(job) for name, job in jobs.items()} == before
     assert Conversion.objects.count() == 3
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD) and user.tokens_valid_after is None
 
 
 @pytest.mark.parametrize("kind", BAD_TOKENS)
@@ -192,8 +208,42 @@ def test_native_api_with_a_bad_token_is_401_everywhere(user, jobs, kind):
             response = call(Client(), method, url, HTTP_AUTHORIZATION=f"Bearer {token}")
             assert response.status_code == 401, (kind, method, url, response.status_code, response.content)
             assert "WWW-Authenticate" in response
+    # Logout takes its refresh token as the credential; a bad Bearer token alongside is still refused.
+    logout = Client().post("/api/auth/logout/", {"refresh": str(ServiceRefreshToken.for_user(user))},
+                           HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert logout.status_code == 401, (kind, logout.content)
     assert {name: snapshot(job) for name, job in jobs.items()} == before
     assert Conversion.objects.count() == 3
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD) and user.tokens_valid_after is None
+
+
+# --- logout and the verification link ------------------------------------------------------------------------
+def test_logout_needs_a_real_refresh_token_and_revokes_only_that_one(user, other_user):
+    assert Client().post("/api/auth/logout/").status_code == 400
+    for kind in ("expired", "other-key", "alg-none"):
+        forged = BAD_TOKENS[kind](user)  # access-shaped claims: never a refresh token
+        assert Client().post("/api/auth/logout/", {"refresh": forged}).status_code == 401, kind
+    mine, theirs = ServiceRefreshToken.for_user(user), ServiceRefreshToken.for_user(other_user)
+    # Decision: whoever holds a refresh token may end it (it is the credential); it ends nothing else.
+    assert Client().post("/api/auth/logout/", {"refresh": str(theirs)}).status_code == 204
+    refreshed = Client().post("/api/auth/token/refresh/", {"refresh": str(mine)})
+    assert refreshed.status_code == 200
+    assert Client().post("/api/auth/token/refresh/", {"refresh": str(theirs)}).status_code == 401
+
+
+def test_the_verification_link_confirms_only_the_account_it_names(db):
+    named, bystander = UserFactory(email_verified=False), UserFactory(email_verified=False)
+    assert Client().get("/api/auth/verify/").status_code == 400
+    assert Client().get("/api/auth/verify/", {"token": "forged"}).status_code == 400
+    link = verification_link(named)
+    # A Bearer token of another user changes nothing: the link alone decides.
+    page = Client().get(link.removeprefix("http://testserver"),
+                        HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(bystander)}")
+    assert page.status_code == 200
+    named.refresh_from_db()
+    bystander.refresh_from_db()
+    assert (named.email_verified, bystander.email_verified) == (True, False)
 
 
 # --- classic API: credentials ----------------------------------------------------------------------------------
@@ -393,25 +443,3 @@ def test_flower_refuses_to_start_without_basic_auth(value):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 64, (result.returncode, result.stdout, result.stderr)
     assert result.stderr.strip() == "flower: set FLOWER_BASIC_AUTH=user:password"
-
-
-# --- throttling ------------------------------------------------------------------------------------------------
-SIGN_INS = {
-    "token": lambda client, user, n: client.post("/api/auth/token/", {"email": user.email, "password": "wrong"}),
-    "classic-login": lambda client, user, n: client.post("/login", HTTP_AUTHORIZATION=basic(user.email, "wrong")),
-    "register": lambda client, user, n: client.post(
-        "/api/auth/register/", {"email": f"newcomer{n}@example.com", "password": PASSWORD}
-    ),
-}
-
-
-@pytest.mark.parametrize("endpoint", SIGN_INS)
-def test_sign_in_and_registration_are_throttled(user, monkeypatch, endpoint):
-    # The suite's environment sets very high rates; the class attribute holds the rates the throttle reads.
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "3/min", "register": "3/min"})
-    client = APIClient()
-    statuses = [SIGN_INS[endpoint](client, user, n).status_code for n in range(3)]
-    assert 429 not in statuses and all(status < 500 for status in statuses), statuses
-    throttled = SIGN_INS[endpoint](client, user, 3)
-    assert throttled.status_code == 429
-    assert int(throttled["Retry-After"]) > 0

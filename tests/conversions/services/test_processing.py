@@ -4,16 +4,21 @@ real storages."""
 import io
 import uuid
 
+from datetime import timedelta
+
 import pytest
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from conversions import engine
 from conversions.models import Conversion
 from conversions.services import (
+    ProgressReporter,
     conversion_convert,
     conversion_delete,
 )
+from conversions.services.processing import heartbeat_interval
 from tests.conversions.services.helpers import mp3_files_of
 from tests.factories import ConversionFactory
 from tests.media import decoded_duration, probe_output
@@ -61,7 +66,7 @@ def test_redelivered_job_replaces_a_half_stored_mp3(db, queued):
     default_storage.save(f"mp3/{conversion.id}-1.mp3", io.BytesIO(b"left over by a crashed attempt"))
     Conversion.objects.filter(pk=conversion.pk).update(status=Status.PROCESSING)
 
-    conversion_convert(conversion_id=conversion.id)
+    conversion_convert(conversion_id=conversion.id, redelivered=True)
     row = Conversion.objects.get(pk=conversion.pk)
     assert row.status == Status.DONE
     assert mp3_files_of(conversion.id) == [f"{conversion.id}-1.mp3"]
@@ -114,3 +119,73 @@ def test_convert_of_bad_media_fails_the_job(storage, db, user, media, spec, code
         default_storage.delete(conversion.source.name)
 
 
+
+
+# --- claims and heartbeats ---------------------------------------------------------------------------------------
+def test_a_duplicate_message_leaves_a_job_another_worker_converts_alone(db, queued):
+    # The reconciler published a queued job again while its first message was held by a worker that has claimed it.
+    conversion = queued("wav")
+    claimed_at = timezone.now() - timedelta(seconds=3)
+    Conversion.objects.filter(pk=conversion.pk).update(status=Status.PROCESSING, started_at=claimed_at,
+                                                       heartbeat_at=claimed_at, progress=40)
+    conversion_convert(conversion_id=conversion.id, attempt=1)
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert (row.status, row.progress, row.started_at, row.heartbeat_at) == (Status.PROCESSING, 40, claimed_at,
+                                                                            claimed_at)
+    assert mp3_files_of(conversion.id) == []
+    # The message that was running it, handed back by the broker or retried by its task, takes it over.
+    conversion_convert(conversion_id=conversion.id, attempt=1, retrying=True)
+    assert Conversion.objects.get(pk=conversion.pk).status == Status.DONE
+
+
+def test_the_claim_and_the_progress_write_the_heartbeat(db, queued, monkeypatch):
+    conversion = queued("wav")
+    beats = []
+    real_convert = engine.convert
+
+    def watching(*args, on_progress, **kwargs):
+        beats.append(Conversion.objects.get(pk=conversion.pk).heartbeat_at)  # written by the claim
+        return real_convert(*args, on_progress=on_progress, **kwargs)
+
+    monkeypatch.setattr(engine, "convert", watching)
+    before = timezone.now()
+    conversion_convert(conversion_id=conversion.id)
+    assert beats[0] is not None and beats[0] >= before
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert row.status == Status.DONE and row.heartbeat_at >= beats[0]
+
+
+def test_progress_carries_the_heartbeat_at_most_every_few_seconds(db, queued, settings):
+    conversion = queued("wav")
+    Conversion.objects.filter(pk=conversion.pk).update(status=Status.PROCESSING, heartbeat_at=None)
+    settings.STALE_JOB_SECONDS = 120
+    assert heartbeat_interval() == 5.0
+    settings.STALE_JOB_SECONDS = 8
+    assert heartbeat_interval() == 2.0  # well inside a short staleness limit
+
+    reporter = ProgressReporter(conversion.id, 1, interval=0)
+    reporter(10)
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert (row.progress, row.heartbeat_at) == (10, None)  # progress, and no heartbeat yet: the claim wrote one
+    reporter.last_beat -= reporter.beat_interval  # the heartbeat interval has passed
+    reporter(20)
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert row.progress == 20 and row.heartbeat_at is not None
+    first_beat = row.heartbeat_at
+    reporter(30)
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert (row.progress, row.heartbeat_at) == (30, first_beat)  # progress every time, the heartbeat not
+
+
+def test_a_requeued_attempt_stops_the_old_workers_progress(db, queued):
+    conversion = queued("wav")
+    Conversion.objects.filter(pk=conversion.pk).update(status=Status.PROCESSING)
+    reporter = ProgressReporter(conversion.id, 1, interval=0)
+    reporter(5)
+    # The reconciler took the job for lost and queued it again as attempt 2.
+    Conversion.objects.filter(pk=conversion.pk).update(status=Status.QUEUED, attempt=2)
+    with pytest.raises(engine.ConversionCancelled):
+        reporter(50)
+    conversion_convert(conversion_id=conversion.id, attempt=1, redelivered=True)
+    row = Conversion.objects.get(pk=conversion.pk)
+    assert (row.status, row.attempt, row.progress, row.redeliveries) == (Status.QUEUED, 2, 5, 0)

@@ -1,0 +1,214 @@
+"""Every door that takes a password counts failed attempts per account and per client address, in the shared cache.
+
+THROTTLE_LOGIN is 3/min here: three failures, then 429 with Retry-After, even to the right password. The client
+address comes from TRUSTED_PROXY_COUNT: a rotated X-Forwarded-For never resets a count.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.models import User
+from accounts.tokens import RefreshToken
+from tests.factories import PASSWORD, UserFactory
+from tests.fixtures.workers import _test_database_url
+from tests.utils import free_port, terminate, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+LIMIT = 3
+
+
+@pytest.fixture(autouse=True)
+def low_rate(settings):
+    settings.THROTTLE_LOGIN = f"{LIMIT}/min"
+    settings.THROTTLE_REGISTER = f"{LIMIT}/min"
+
+
+def basic(email, password) -> str:
+    return "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode()
+
+
+def password_change(client, email, password, **headers):
+    access = AccessToken.for_user(User.objects.get(email=email))
+    return client.post("/api/auth/password/", {"old_password": password, "new_password": "a-new-passphrase-1234"},
+                       HTTP_AUTHORIZATION=f"Bearer {access}", **headers)
+
+
+# Each door: how to try a password, and what a wrong one answers there.
+DOORS = {
+    "token": (lambda c, email, pw, **h: c.post("/api/auth/token/", {"email": email, "password": pw}, **h), 401),
+    "classic-login": (lambda c, email, pw, **h: c.post("/login", HTTP_AUTHORIZATION=basic(email, pw), **h), 401),
+    "password-change": (password_change, 400),
+    "api-auth-login": (lambda c, email, pw, **h: c.post("/api-auth/login/", {"username": email, "password": pw}, **h), 200),
+    "admin-login": (lambda c, email, pw, **h: c.post("/admin/login/", {"username": email, "password": pw}, **h), 200),
+}
+
+
+def assert_throttled(response, door: str):
+    assert response.status_code == 429, (door, response.status_code, response.content[:300])
+    assert 0 < int(response["Retry-After"]) <= 61, door
+    body = response.content.decode()
+    if door in ("api-auth-login", "admin-login"):
+        assert response["Content-Type"].startswith("text/html") and "Too many sign-in attempts" in body
+    elif door == "classic-login":
+        assert body.startswith("too many attempts, try again in ")
+    else:
+        assert "throttled" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("door", DOORS)
+def test_each_door_refuses_after_the_limit_even_with_a_rotated_forwarded_for(door):
+    user = UserFactory(is_staff=True)  # the admin's login takes staff only: the right password must be good there
+    attempt, wrong_status = DOORS[door]
+    client = APIClient()
+    statuses = [attempt(client, user.email, "wrong", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}").status_code
+                for n in range(LIMIT)]
+    assert statuses == [wrong_status] * LIMIT
+    assert_throttled(attempt(client, user.email, PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.250"), door)
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)  # the password change did not go through either
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("door", DOORS)
+def test_one_address_trying_many_accounts_is_stopped(door):
+    attempt, wrong_status = DOORS[door]
+    users = [UserFactory(is_staff=True) for _ in range(LIMIT + 1)]
+    client = APIClient()
+    assert [attempt(client, u.email, "wrong").status_code for u in users[:LIMIT]] == [wrong_status] * LIMIT
+    assert_throttled(attempt(client, users[LIMIT].email, PASSWORD), door)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("door", DOORS)
+def test_one_account_is_counted_across_addresses_behind_the_trusted_proxy(settings, door):
+    settings.TRUSTED_PROXY_COUNT = 1
+    attempt, wrong_status = DOORS[door]
+    user, bystander = UserFactory(is_staff=True), UserFactory(is_staff=True)
+    client = APIClient()
+    statuses = [attempt(client, user.email, "wrong", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}").status_code
+                for n in range(LIMIT)]
+    assert statuses == [wrong_status] * LIMIT
+    assert_throttled(attempt(client, user.email, PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.99"), door)
+    # Another account from another address is not held up.
+    assert attempt(client, bystander.email, PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.100").status_code != 429
+
+
+@pytest.mark.django_db
+def test_behind_the_proxy_entries_the_client_adds_on_the_left_change_nothing(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    attempt, _ = DOORS["token"]
+    users = [UserFactory() for _ in range(LIMIT + 1)]
+    client = APIClient()
+    for n, user in enumerate(users[:LIMIT]):
+        attempt(client, user.email, "wrong", HTTP_X_FORWARDED_FOR=f"10.9.9.{n}, 192.0.2.10")
+    assert_throttled(attempt(client, users[LIMIT].email, PASSWORD, HTTP_X_FORWARDED_FOR="10.9.9.77, 192.0.2.10"),
+                     "token")
+    # The ingress saw another client: its count is its own.
+    assert attempt(client, users[LIMIT].email, PASSWORD, HTTP_X_FORWARDED_FOR="192.0.2.11").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_successful_sign_in_does_not_count():
+    user = UserFactory()
+    attempt, _ = DOORS["token"]
+    client = APIClient()
+    assert [attempt(client, user.email, PASSWORD).status_code for _ in range(LIMIT + 2)] == [200] * (LIMIT + 2)
+
+
+@pytest.mark.django_db
+def test_token_refresh_counts_failures_per_address_and_per_named_account(settings):
+    client = APIClient()
+    garbage = [client.post("/api/auth/token/refresh/", {"refresh": f"not-a-token-{n}"},
+                           HTTP_X_FORWARDED_FOR=f"198.51.100.{n}") for n in range(LIMIT)]
+    assert [response.status_code for response in garbage] == [401] * LIMIT
+    assert_throttled(client.post("/api/auth/token/refresh/", {"refresh": "another"}), "token")
+
+    settings.TRUSTED_PROXY_COUNT = 1  # now each request comes from another address
+    user = UserFactory()
+    revoked = RefreshToken.for_user(user)
+    revoked.blacklist()
+    for n in range(LIMIT):
+        response = client.post("/api/auth/token/refresh/", {"refresh": str(revoked)}, HTTP_X_FORWARDED_FOR=f"203.0.113.{n}")
+        assert response.status_code == 401
+    valid = str(RefreshToken.for_user(user))
+    assert_throttled(client.post("/api/auth/token/refresh/", {"refresh": valid}, HTTP_X_FORWARDED_FOR="203.0.113.50"),
+                     "token")
+    # The account's sign-in is held up too: one counter per account, whatever the door.
+    assert_throttled(DOORS["token"][0](client, user.email, PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.51"), "token")
+
+
+@pytest.mark.django_db
+def test_registration_is_throttled_per_address_and_per_email_address(settings):
+    client = APIClient()
+
+    def register(email, forwarded):
+        return client.post("/api/auth/register/", {"email": email, "password": PASSWORD}, HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert [register(f"p{n}@example.com", f"198.51.100.{n}").status_code for n in range(LIMIT)] == [201] * LIMIT
+    refused = register("p9@example.com", "198.51.100.9")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert User.objects.count() == LIMIT
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert [register("same@example.com", f"203.0.113.{n}").status_code for n in range(LIMIT)] == [201] * LIMIT
+    assert register("same@example.com", "203.0.113.9").status_code == 429
+
+
+# --- one counter for every process ---------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_the_counts_live_in_the_database_cache(settings):
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    user = UserFactory()
+    DOORS["token"][0](APIClient(), user.email, "wrong")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT cache_key FROM {settings.CACHES['default']['LOCATION']}")
+        keys = {row[0] for row in cursor.fetchall()}
+    assert any("signin-failures:account:" in key for key in keys), keys
+    assert any("signin-failures:address:127.0.0.1" in key for key in keys), keys
+
+
+def post(url: str, fields: dict) -> int:
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except urllib.error.URLError:  # not listening yet
+        return 0
+
+
+def test_a_separate_web_process_shares_the_count(transactional_db, tmp_path):
+    user = UserFactory()  # THROTTLE_LOGIN is low here (low_rate); the web process gets the same from its environment
+    port = free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+           "DATABASE_URL": _test_database_url(), "THROTTLE_LOGIN": f"{LIMIT}/min",
+           "WEB_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": "1", "WEB_THREADS": "2"}
+    log = (tmp_path / "web.log").open("wb")
+    web = subprocess.Popen([str(ROOT / "docker" / "bin" / "web")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: web.poll() is None and post(f"{base}/api/auth/logout/", {}) == 400, timeout=60,
+                 message="the web process to answer")
+        wrong = {"email": user.email, "password": "wrong"}
+        assert [post(f"{base}/api/auth/token/", wrong) for _ in range(LIMIT - 1)] == [401] * (LIMIT - 1)
+        assert DOORS["token"][0](APIClient(), user.email, "wrong").status_code == 401  # the last one, here
+        assert post(f"{base}/api/auth/token/", {"email": user.email, "password": PASSWORD}) == 429
+        assert_throttled(DOORS["token"][0](APIClient(), user.email, PASSWORD), "token")
+    finally:
+        terminate(web)
+        log.close()
+    assert "Traceback" not in (tmp_path / "web.log").read_text(), json.dumps((tmp_path / "web.log").read_text()[-2000:])
