@@ -17,7 +17,7 @@ class RevocableJWTAuthentication(JWTAuthentication):
     def get_user(self, validated_token):
         user = super().get_user(validated_token)
         if token_revoked(validated_token, user):
-            raise AuthenticationFailed("This token was revoked: sign in again.", code="token_revoked")
+            raise AuthenticationFailed("This token was revoked: sign in again.")
         return user
 
 

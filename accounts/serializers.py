@@ -81,7 +81,7 @@ class TokenRefreshInputSerializer(TokenRefreshSerializer):
         if user is None or not api_settings.USER_AUTHENTICATION_RULE(user):
             raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
         if token_revoked(refresh, user):
-            raise AuthenticationFailed("This token was revoked: sign in again.", "token_revoked")
+            raise AuthenticationFailed("This token was revoked: sign in again.")
         return super().validate(attrs)
 
 

@@ -2,7 +2,8 @@
 
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
@@ -30,11 +31,16 @@ def user_register(*, email: str, password: str) -> None:
     """
     email = User.objects.normalize_email(email).lower()
     existing = User.objects.filter(email__iexact=email).first()
-    if existing is not None:
-        make_password(password)
-        account_email_queue(user=existing, kind="registration_attempt")
-        return
-    account_email_queue(user=user_create(email=email, password=password), kind="verify")
+    if existing is None:
+        try:
+            account_email_queue(user=user_create(email=email, password=password), kind="verify")
+            return
+        except (ValidationError, IntegrityError):  # the same address registered at the same moment
+            existing = User.objects.filter(email__iexact=email).first()
+            if existing is None:
+                raise
+    make_password(password)
+    account_email_queue(user=existing, kind="registration_attempt")
 
 
 def user_send_verification(*, user: User) -> bool:

@@ -20,6 +20,7 @@ How the pieces fit:
 
 import hashlib
 import time
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
@@ -86,6 +87,13 @@ def record_failure(request, email: str | None) -> None:
         cache.set(key, [*failures, now], timeout=window)
 
 
+def data_field(request, name: str) -> str | None:
+    """A string field of a DRF request's body, or None (absent, not a string, or the body is not an object)."""
+    data = request.data
+    value = data.get(name) if isinstance(data, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 def credentials_email(credentials: dict) -> str | None:
     """The account named by `authenticate()`'s credentials: forms send `username`, the API sends `email`."""
     value = credentials.get("username") or credentials.get("email")
@@ -148,8 +156,8 @@ class RegisterAddressThrottle(ClientAddressRateThrottle):
     """Registration per email address too: nobody fills one inbox with registration mail from many addresses."""
 
     def get_cache_key(self, request, view):
-        email = request.data.get("email") if hasattr(request, "data") else None
-        if not isinstance(email, str) or not email.strip():
+        email = data_field(request, "email")
+        if email is None or not email.strip():
             return None
         digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
         return self.cache_format % {"scope": f"{self.scope}-email", "ident": digest}

@@ -34,6 +34,7 @@ from .throttling import (
     RETRY_AFTER_ATTRIBUTE,
     ClientAddressRateThrottle,
     RegisterAddressThrottle,
+    data_field,
     record_failure,
     sign_in_wait,
 )
@@ -44,9 +45,9 @@ REGISTERED = "We sent an email to this address. Follow the link in it to confirm
 TOO_MANY = OpenApiResponse(description="Too many attempts (Retry-After says when to try again).")
 
 
-def check_sign_in_allowed(request, email) -> None:
+def check_sign_in_allowed(request, email: str | None) -> None:
     """Raises DRF's Throttled (429, Retry-After) past THROTTLE_LOGIN failures for this account or address."""
-    if (wait := sign_in_wait(request, email if isinstance(email, str) else None)) is not None:
+    if (wait := sign_in_wait(request, email)) is not None:
         raise exceptions.Throttled(wait=wait)
 
 
@@ -131,7 +132,7 @@ class TokenView(TokenObtainPairView):
     throttle_classes: list = []  # failures are counted per account and address (accounts/throttling.py)
 
     def post(self, request, *args, **kwargs):
-        check_sign_in_allowed(request, request.data.get("email"))
+        check_sign_in_allowed(request, data_field(request, "email"))
         return super().post(request, *args, **kwargs)
 
 
@@ -157,7 +158,7 @@ class TokenRefreshView(BaseTokenRefreshView):
     throttle_classes: list = []
 
     def post(self, request, *args, **kwargs):
-        email = _refresh_account_email(request.data.get("refresh"))
+        email = _refresh_account_email(data_field(request, "refresh"))
         check_sign_in_allowed(request, email)
         try:
             return super().post(request, *args, **kwargs)

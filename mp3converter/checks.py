@@ -11,8 +11,20 @@ KEY_MIN_LENGTH = 50
 # Marks of a value someone was meant to replace: the examples' `change-me-…`, Django's `django-insecure-…` and the
 # like. Each is long enough that a random key contains it by chance about never (a 4-letter word would, 1 key in 20,000).
 PLACEHOLDERS = (
-    "change-me", "change_me", "changeme", "replace-me", "replace_me", "replaceme", "django-insecure", "insecure",
-    "placeholder", "example", "secret", "password", "dummy", "xxxxx",
+    "change-me",
+    "change_me",
+    "changeme",
+    "replace-me",
+    "replace_me",
+    "replaceme",
+    "django-insecure",
+    "insecure",
+    "placeholder",
+    "example",
+    "secret",
+    "password",
+    "dummy",
+    "xxxxx",
 )
 HOW_TO_MAKE_ONE = "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 

@@ -19,7 +19,7 @@ from mp3converter.checks import KEY_MIN_LENGTH, key_weakness, signing_keys_check
         ("a" * 20 + "xxxxx" + secrets.token_urlsafe(40), "contains the placeholder 'xxxxx'"),
         ("abcd" * 20, "repeats fewer than 5 different characters"),
         ("", "is 0 characters long, fewer than 50"),
-        (secrets.token_urlsafe(64)[:KEY_MIN_LENGTH - 1], "is 49 characters long, fewer than 50"),
+        (secrets.token_urlsafe(64)[: KEY_MIN_LENGTH - 1], "is 49 characters long, fewer than 50"),
     ],
 )
 def test_weak_keys_are_named_for_what_is_wrong(key, weakness):

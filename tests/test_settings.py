@@ -109,7 +109,7 @@ def test_with_debug_off_good_keys_start_and_sign_separately(tmp_path):
 
 
 def test_with_debug_on_a_placeholder_starts_but_check_deploy_names_it(tmp_path):
-    """`make run` (DEBUG on) keeps working with whatever key it has; before deploying, check --deploy says it is weak."""
+    """`make run` (DEBUG on) keeps working with any key; before deploying, check --deploy says that one is weak."""
     env = production_env(tmp_path, DJANGO_DEBUG="true", DJANGO_SECRET_KEY=EXAMPLE_KEY, JWT_SIGNING_KEY="change-me-jwt")
     assert run(["manage.py", "check"], env).returncode == 0
     result = run(["manage.py", "check", "--deploy"], env)

@@ -8,8 +8,6 @@ ports, probes, secrets) and agree with the application's settings and scripts.
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 

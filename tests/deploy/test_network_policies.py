@@ -38,18 +38,24 @@ OUTSIDE = [
     Endpoint("internet", None, ip="203.0.113.25"),
     Endpoint("private-host", None, ip="10.1.2.3"),
 ]
-PORTS = [(port, "TCP") for port in (25, 443, 465, 587, 3306, 5555, 5672, 8000, 15672, 27017)] + [(53, "UDP"), (53, "TCP")]
+TCP_PORTS = (25, 443, 465, 587, 3306, 5555, 5672, 8000, 15672, 27017)
+PORTS = [(port, "TCP") for port in TCP_PORTS] + [(53, "UDP"), (53, "TCP")]
 MAIL = [(25, "TCP"), (465, "TCP"), (587, "TCP")]
 DNS = [("dns", 53, "UDP"), ("dns", 53, "TCP")]
 # Every connection the service makes (source, destination, port, protocol); everything else must be refused.
 NEEDED = {
-    ("ingress-nginx", "web", 8000, "TCP"), ("ingress-nginx", "rabbitmq", 15672, "TCP"), ("keda", "rabbitmq", 15672, "TCP"),
+    ("ingress-nginx", "web", 8000, "TCP"),
+    ("ingress-nginx", "rabbitmq", 15672, "TCP"),
+    ("keda", "rabbitmq", 15672, "TCP"),
     *[(role, "mysql", 3306, "TCP") for role in ("web", "convert-worker", "notify-worker", "migrate")],
     *[(role, "rabbitmq", 5672, "TCP") for role in ("web", "convert-worker", "notify-worker", "flower")],
     *[(role, "mongodb", 27017, "TCP") for role in ("web", "convert-worker")],
     *[(role, "internet", port, protocol) for role in ("web", "notify-worker") for port, protocol in MAIL],
-    *[(pod, dns, port, protocol) for pod in ("web", "convert-worker", "notify-worker", "flower", "migrate", "mysql",
-                                              "rabbitmq", "mongodb") for dns, port, protocol in DNS],
+    *[
+        (pod, dns, port, protocol)
+        for pod in ("web", "convert-worker", "notify-worker", "flower", "migrate", "mysql", "rabbitmq", "mongodb")
+        for dns, port, protocol in DNS
+    ],
 }
 
 
@@ -65,10 +71,12 @@ def policies(rendered) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def pods(rendered) -> list[Endpoint]:
-    return [
-        Endpoint(doc["spec"]["template"]["metadata"]["labels"][COMPONENT], NAMESPACE, doc["spec"]["template"]["metadata"]["labels"])
-        for doc in rendered if doc["kind"] in ("Deployment", "StatefulSet", "Job")
+    labels = [
+        doc["spec"]["template"]["metadata"]["labels"]
+        for doc in rendered
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job")
     ]
+    return [Endpoint(pod[COMPONENT], NAMESPACE, pod) for pod in labels]
 
 
 # --- The evaluator -----------------------------------------------------------------------------------------------
@@ -78,8 +86,12 @@ def selects(selector: dict, labels: dict) -> bool:
     for expression in selector.get("matchExpressions", []):
         key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
         present = key in labels
-        if not {"In": present and labels[key] in values, "NotIn": not present or labels[key] not in values,
-                "Exists": present, "DoesNotExist": not present}[operator]:
+        if not {
+            "In": present and labels[key] in values,
+            "NotIn": not present or labels[key] not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[operator]:
             return False
     return True
 
@@ -106,30 +118,39 @@ def port_matches(rule: dict, port: int, protocol: str) -> bool:
     if "ports" not in rule:
         return True
     for allowed in rule["ports"]:
-        assert isinstance(allowed.get("port"), int), "policies name ports by number (see test_ports_are_the_containers')"
+        assert isinstance(allowed.get("port"), int), "policies name ports by number (test_ports_are_the_containers)"
         if allowed.get("protocol", "TCP") == protocol and allowed["port"] == port:
             return True
     return False
+
+
+def isolating(policies: list[dict], pod: Endpoint, direction: str) -> list[dict]:
+    """The policies that select a pod for a direction: with any, only what they allow goes through."""
+    return [
+        p for p in policies if selects(p["spec"]["podSelector"], pod.labels) and direction in p["spec"]["policyTypes"]
+    ]
 
 
 def direction_allows(policies: list[dict], direction: str, subject: Endpoint, peer: Endpoint, port, protocol) -> bool:
     """Whether `subject`'s policies let the connection through in one direction (Ingress: from `peer`)."""
     if subject.namespace != NAMESPACE:
         return True  # not ours: other namespaces' policies are their owners' business
-    applying = [p for p in policies if selects(p["spec"]["podSelector"], subject.labels) and direction in p["spec"]["policyTypes"]]
+    applying = isolating(policies, subject, direction)
     if not applying:
         return True  # not isolated in this direction
     key, peers = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
     return any(
         port_matches(rule, port, protocol)
         and ("to" not in rule and "from" not in rule or any(peer_matches(x, NAMESPACE, peer) for x in rule[peers]))
-        for policy in applying for rule in policy["spec"].get(key, [])
+        for policy in applying
+        for rule in policy["spec"].get(key, [])
     )
 
 
 def allowed(policies, source: Endpoint, destination: Endpoint, port: int, protocol: str) -> bool:
-    return (direction_allows(policies, "Egress", source, destination, port, protocol)
-            and direction_allows(policies, "Ingress", destination, source, port, protocol))
+    return direction_allows(policies, "Egress", source, destination, port, protocol) and direction_allows(
+        policies, "Ingress", destination, source, port, protocol
+    )
 
 
 def matrix(policies, pods) -> set[tuple[str, str, int, str]]:
@@ -159,8 +180,7 @@ def test_a_default_deny_covers_every_pod_in_both_directions(policies, pods):
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     for pod in pods:
         for direction in ("Ingress", "Egress"):
-            isolating = [p for p in policies if selects(p["spec"]["podSelector"], pod.labels) and direction in p["spec"]["policyTypes"]]
-            assert deny in isolating, (pod.name, direction)
+            assert deny in isolating(policies, pod, direction), (pod.name, direction)
 
 
 def test_every_selector_selects_a_pod(policies, pods):
@@ -170,20 +190,28 @@ def test_every_selector_selects_a_pod(policies, pods):
         for rule in policy["spec"].get("ingress", []) + policy["spec"].get("egress", []):
             for peer in rule.get("from", []) + rule.get("to", []):
                 if "podSelector" in peer and "namespaceSelector" not in peer:
-                    assert any(selects(peer["podSelector"], pod.labels) for pod in pods), (policy["metadata"]["name"], peer)
+                    assert any(selects(peer["podSelector"], pod.labels) for pod in pods), (
+                        policy["metadata"]["name"],
+                        peer,
+                    )
 
 
 def test_ports_are_the_containers(rendered, policies, pods):
     container_ports = {
         doc["spec"]["template"]["metadata"]["labels"][COMPONENT]: {
-            port["containerPort"] for c in doc["spec"]["template"]["spec"]["containers"] for port in c.get("ports", [])}
-        for doc in rendered if doc["kind"] in ("Deployment", "StatefulSet", "Job")
+            port["containerPort"] for c in doc["spec"]["template"]["spec"]["containers"] for port in c.get("ports", [])
+        }
+        for doc in rendered
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job")
     }
     for policy in policies:
         for pod in pods:
             if selects(policy["spec"]["podSelector"], pod.labels):
                 for rule in policy["spec"].get("ingress", []):
-                    assert {p["port"] for p in rule["ports"]} <= container_ports[pod.name], (policy["metadata"]["name"], pod.name)
+                    assert {p["port"] for p in rule["ports"]} <= container_ports[pod.name], (
+                        policy["metadata"]["name"],
+                        pod.name,
+                    )
 
 
 # --- The graph ---------------------------------------------------------------------------------------------------
@@ -200,8 +228,12 @@ def test_the_guard_rails_by_name(policies, pods):
         return allowed(policies, by_name[source], by_name[destination], port, protocol)
 
     # The convert worker, which parses hostile media, takes no connection and sends no mail.
-    assert not any(can(source, "convert-worker", port, protocol) for source in by_name for port, protocol in PORTS
-                   if source != "convert-worker")
+    assert not any(
+        can(source, "convert-worker", port, protocol)
+        for source in by_name
+        for port, protocol in PORTS
+        if source != "convert-worker"
+    )
     assert not any(can("convert-worker", "internet", port) for port in (25, 443, 465, 587))
     # Only the two mail-sending roles reach SMTP, and only on mail ports; nobody reaches a private host.
     assert can("notify-worker", "internet", 587) and not can("notify-worker", "internet", 443)
@@ -210,8 +242,12 @@ def test_the_guard_rails_by_name(policies, pods):
     # KEDA and the ingress read the management API, never AMQP; no outsider reaches a database.
     assert can("keda", "rabbitmq", 15672) and not can("keda", "rabbitmq", 5672)
     assert can("ingress-nginx", "rabbitmq", 15672) and not can("ingress-nginx", "rabbitmq", 5672)
-    assert not any(can(outsider.name, store, port) for outsider in OUTSIDE if outsider.namespace
-                   for store, port in (("mysql", 3306), ("mongodb", 27017)))
+    assert not any(
+        can(outsider.name, store, port)
+        for outsider in OUTSIDE
+        if outsider.namespace
+        for store, port in (("mysql", 3306), ("mongodb", 27017))
+    )
     # A pod labelled like web in another namespace is not web: it reaches nothing here.
     assert not can("other-namespace", "mysql", 3306) and not can("other-namespace", "web", 8000)
     # Flower reaches only the broker; the migrate Job only the database.

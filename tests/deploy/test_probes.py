@@ -2,6 +2,7 @@
 that holds pods back until the schema is migrated."""
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
     return {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "wait-for-migrations-test-only",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "MEDIA_ROOT": str(tmp_path / "media"),
     }

@@ -39,12 +39,17 @@ def rendered() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, dict[str, str]]:
-    return {doc["metadata"]["name"]: doc["stringData"] for doc in yaml.safe_load_all((K8S / "secrets.example.yaml").read_text())}
+    return {
+        doc["metadata"]["name"]: doc["stringData"]
+        for doc in yaml.safe_load_all((K8S / "secrets.example.yaml").read_text())
+    }
 
 
 @pytest.fixture(scope="module")
 def config(rendered) -> dict[str, str]:
-    return next(doc for doc in rendered if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "mp3converter-config")["data"]
+    return next(
+        doc for doc in rendered if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "mp3converter-config"
+    )["data"]
 
 
 def generated() -> dict[str, dict[str, str]]:
@@ -66,7 +71,8 @@ def secret_variables(container: dict, template: dict[str, dict[str, str]]) -> se
 def pods(rendered) -> dict[str, dict]:
     return {
         doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: doc["spec"]["template"]["spec"]
-        for doc in rendered if doc["kind"] in ("Deployment", "StatefulSet", "Job")
+        for doc in rendered
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job")
     }
 
 
@@ -112,7 +118,11 @@ def secret_values() -> dict[str, str]:
 
 
 def holders(value: str, services: dict) -> set[str]:
-    return {name for name, config in services.items() if any(value in str(v) for v in config.get("environment", {}).values())}
+    return {
+        name
+        for name, config in services.items()
+        if any(value in str(v) for v in config.get("environment", {}).values())
+    }
 
 
 def test_each_compose_service_gets_exactly_the_secrets_its_role_uses():
@@ -120,8 +130,12 @@ def test_each_compose_service_gets_exactly_the_secrets_its_role_uses():
     services = compose(values)["services"]
     roles = {name: COMPOSE_ROLES.get(name, name) for name in APP_SERVICES}
     by_value = {  # secret in docker/.env → the variable that carries it to a role
-        "DJANGO_SECRET_KEY": "DJANGO_SECRET_KEY", "JWT_SIGNING_KEY": "JWT_SIGNING_KEY", "MYSQL_PASSWORD": "DATABASE_URL",
-        "RABBITMQ_APP_PASSWORD": "CELERY_BROKER_URL", "MONGO_APP_PASSWORD": "MONGODB_URI", "EMAIL_URL": "EMAIL_URL",
+        "DJANGO_SECRET_KEY": "DJANGO_SECRET_KEY",
+        "JWT_SIGNING_KEY": "JWT_SIGNING_KEY",
+        "MYSQL_PASSWORD": "DATABASE_URL",
+        "RABBITMQ_APP_PASSWORD": "CELERY_BROKER_URL",
+        "MONGO_APP_PASSWORD": "MONGODB_URI",
+        "EMAIL_URL": "EMAIL_URL",
         "FLOWER_BASIC_AUTH": "FLOWER_BASIC_AUTH",
     }
     for name, variable in by_value.items():
@@ -143,7 +157,10 @@ def test_compose_gives_no_container_the_secrets_file_whole():
 # --- The signing keys --------------------------------------------------------------------------------------------
 def test_generated_keys_are_long_random_and_separate():
     first, second = generated(), generated()
-    django_key, jwt_key = first["mp3converter-django"]["DJANGO_SECRET_KEY"], first["mp3converter-jwt"]["JWT_SIGNING_KEY"]
+    django_key, jwt_key = (
+        first["mp3converter-django"]["DJANGO_SECRET_KEY"],
+        first["mp3converter-jwt"]["JWT_SIGNING_KEY"],
+    )
     assert len(django_key) >= 50 and len(jwt_key) >= 50
     assert django_key != jwt_key
     assert second["mp3converter-jwt"]["JWT_SIGNING_KEY"] != jwt_key
@@ -166,8 +183,13 @@ def manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
         f"execute_from_command_line(['manage.py', *{args!r}])"
     )
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "mp3converter.settings"},
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "mp3converter.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -206,8 +228,14 @@ def test_the_compose_examples_placeholder_keys_stop_the_service(name):
 # --- make-secrets.sh ---------------------------------------------------------------------------------------------
 def test_generated_secrets_repeat_each_password_consistently_and_are_fresh_each_time(template):
     first, second = generated(), generated()
-    assert {name: set(values) for name, values in first.items()} == {name: set(values) for name, values in template.items()}
-    mysql, rabbitmq, mongodb = first["mp3converter-mysql"], first["mp3converter-rabbitmq"], first["mp3converter-mongodb"]
+    assert {name: set(values) for name, values in first.items()} == {
+        name: set(values) for name, values in template.items()
+    }
+    mysql, rabbitmq, mongodb = (
+        first["mp3converter-mysql"],
+        first["mp3converter-rabbitmq"],
+        first["mp3converter-mongodb"],
+    )
     database = urlsplit(first["mp3converter-database"]["DATABASE_URL"])
     broker = urlsplit(first["mp3converter-broker"]["CELERY_BROKER_URL"])
     storage = urlsplit(first["mp3converter-storage"]["MONGODB_URI"])
@@ -217,11 +245,20 @@ def test_generated_secrets_repeat_each_password_consistently_and_are_fresh_each_
     assert (management.username, management.password) == ("monitoring", rabbitmq["RABBITMQ_MONITORING_PASSWORD"])
     # The application user, authenticated by its own database (no authSource=admin: that is where root lives).
     assert (storage.username, storage.password, storage.path, storage.query) == (
-        "mp3converter", mongodb["MONGO_APP_PASSWORD"], "/mp3converter", "")
+        "mp3converter",
+        mongodb["MONGO_APP_PASSWORD"],
+        "/mp3converter",
+        "",
+    )
     passwords = [
-        first["mp3converter-django"]["DJANGO_SECRET_KEY"], first["mp3converter-jwt"]["JWT_SIGNING_KEY"],
-        mysql["MYSQL_PASSWORD"], mysql["MYSQL_ROOT_PASSWORD"], rabbitmq["RABBITMQ_APP_PASSWORD"],
-        rabbitmq["RABBITMQ_MONITORING_PASSWORD"], mongodb["MONGO_INITDB_ROOT_PASSWORD"], mongodb["MONGO_APP_PASSWORD"],
+        first["mp3converter-django"]["DJANGO_SECRET_KEY"],
+        first["mp3converter-jwt"]["JWT_SIGNING_KEY"],
+        mysql["MYSQL_PASSWORD"],
+        mysql["MYSQL_ROOT_PASSWORD"],
+        rabbitmq["RABBITMQ_APP_PASSWORD"],
+        rabbitmq["RABBITMQ_MONITORING_PASSWORD"],
+        mongodb["MONGO_INITDB_ROOT_PASSWORD"],
+        mongodb["MONGO_APP_PASSWORD"],
         first["mp3converter-flower"]["FLOWER_BASIC_AUTH"].split(":", 1)[1],
     ]
     assert len(set(passwords)) == len(passwords), "every password is its own"

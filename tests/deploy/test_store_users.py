@@ -33,7 +33,10 @@ def resources() -> dict[tuple[str, str], dict]:
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, dict[str, str]]:
-    return {doc["metadata"]["name"]: doc["stringData"] for doc in yaml.safe_load_all((K8S / "secrets.example.yaml").read_text())}
+    return {
+        doc["metadata"]["name"]: doc["stringData"]
+        for doc in yaml.safe_load_all((K8S / "secrets.example.yaml").read_text())
+    }
 
 
 def container_env(statefulset: dict) -> dict[str, dict]:
@@ -50,15 +53,21 @@ def start_broker(tmp_path: Path, **env) -> tuple[subprocess.CompletedProcess, di
     stand_in.chmod(0o755)
     definitions = tmp_path / "definitions.json"
     result = subprocess.run(
-        ["sh", str(START_SCRIPT)], capture_output=True, text=True, check=False,
+        ["sh", str(START_SCRIPT)],
+        capture_output=True,
+        text=True,
+        check=False,
         env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "RABBITMQ_DEFINITIONS_FILE": str(definitions), **env},
     )
     return result, json.loads(definitions.read_text()) if definitions.exists() else None
 
 
 BROKER_ENV = {
-    "RABBITMQ_VHOST": "mp3converter", "RABBITMQ_APP_USER": "mp3converter", "RABBITMQ_APP_PASSWORD": "app-password-1",
-    "RABBITMQ_MONITORING_USER": "monitoring", "RABBITMQ_MONITORING_PASSWORD": "monitoring-password-2",
+    "RABBITMQ_VHOST": "mp3converter",
+    "RABBITMQ_APP_USER": "mp3converter",
+    "RABBITMQ_APP_PASSWORD": "app-password-1",
+    "RABBITMQ_MONITORING_USER": "monitoring",
+    "RABBITMQ_MONITORING_PASSWORD": "monitoring-password-2",
 }
 
 
@@ -75,10 +84,20 @@ def test_the_broker_gets_an_app_user_and_a_read_only_monitoring_user_and_no_admi
     }
     permissions = {p["user"]: p for p in definitions["permissions"]}
     assert permissions["mp3converter"] == {
-        "user": "mp3converter", "vhost": "mp3converter", "configure": ".*", "write": ".*", "read": ".*"}
+        "user": "mp3converter",
+        "vhost": "mp3converter",
+        "configure": ".*",
+        "write": ".*",
+        "read": ".*",
+    }
     # "^$" matches no queue or exchange name: it can neither consume, nor publish, nor declare.
     assert permissions["monitoring"] == {
-        "user": "monitoring", "vhost": "mp3converter", "configure": "^$", "write": "^$", "read": "^$"}
+        "user": "monitoring",
+        "vhost": "mp3converter",
+        "configure": "^$",
+        "write": "^$",
+        "read": "^$",
+    }
     assert (tmp_path / "definitions.json").stat().st_mode & 0o077 == 0, "the file holds passwords"
 
 
@@ -90,7 +109,9 @@ def test_the_broker_does_not_start_without_its_credentials(tmp_path, missing):
 
 
 def test_a_password_that_would_break_the_json_is_refused(tmp_path):
-    result, definitions = start_broker(tmp_path, **{**BROKER_ENV, "RABBITMQ_APP_PASSWORD": 'a", "tags": ["administrator'})
+    result, definitions = start_broker(
+        tmp_path, **{**BROKER_ENV, "RABBITMQ_APP_PASSWORD": 'a", "tags": ["administrator'}
+    )
     assert result.returncode == 64 and "letters, digits, - and _" in result.stderr
     assert definitions is None
 
@@ -127,7 +148,10 @@ def test_the_management_ui_is_reachable_from_private_addresses_only(resources):
     assert allowlist == PRIVATE_RANGES
     assert all(ipaddress.ip_network(cidr).is_private for cidr in allowlist.split(","))
     # The service itself stays public.
-    assert "nginx.ingress.kubernetes.io/whitelist-source-range" not in resources["Ingress", "web"]["metadata"]["annotations"]
+    assert (
+        "nginx.ingress.kubernetes.io/whitelist-source-range"
+        not in resources["Ingress", "web"]["metadata"]["annotations"]
+    )
 
 
 # --- MongoDB -----------------------------------------------------------------------------------------------------

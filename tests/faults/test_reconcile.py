@@ -36,12 +36,13 @@ FAST_RECONCILER = {"STALE_JOB_SECONDS": "4", "RECONCILE_INTERVAL_SECONDS": "1"}
 @contextmanager
 def celery_broker(url: str, transport_options: dict):
     """This process publishes to another broker meanwhile (the web process's part in `make run`)."""
+    from kombu import pools
+
     from mp3converter.celery import app
 
     def drop_connections():
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
+        pools.reset()  # closes the pooled connections and forgets the pools, which are kept per broker address
+        app._pool = None
         app.amqp._producer_pool = None
 
     names = ("broker_url", "broker_read_url", "broker_write_url", "broker_transport_options")

@@ -7,10 +7,14 @@ import random
 from urllib.parse import unquote
 
 import pytest
+from django.core.files.storage import default_storage
 from django.http import HttpResponseBase, StreamingHttpResponse
 from django.test import RequestFactory
+from django.utils import timezone
+from rest_framework_simplejwt.tokens import AccessToken
 
 from conversions.api.downloads import file_download_response
+from tests.factories import ConversionFactory
 
 # Closing a response sends Django's request_finished, whose handler looks at any database connection an earlier test
 # left open.
@@ -73,7 +77,7 @@ def test_full_download_streams_whole_file_with_headers(rf):
     assert response["ETag"] == QUOTED_ETAG
     assert response["Accept-Ranges"] == "bytes"
     assert response["Content-Disposition"] == 'attachment; filename="song.mp3"'
-    assert response["Cache-Control"] == "private"
+    assert response["Cache-Control"] == "private, no-store"
     assert "Content-Range" not in response
     assert f.closed
 
@@ -405,3 +409,40 @@ def test_custom_chunk_size_is_respected_for_ranges(rf):
     assert all(size <= chunk_size for size in f.read_sizes)
     # Never reads past the end of the requested range.
     assert sum(f.read_sizes) == 10_000
+
+
+# --- hostile Range headers against a real stored MP3, through both APIs ---------------------------------------
+NASTY_RANGES = [
+    "bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=-" + "9" * 5000, "bytes=" + "0" * 5000 + "5-9",
+    "bytes=-5-10", "bytes=-0", "bytes=5-1", "bytes=0-1,5-9", "bytes=0-1," * 500, "bytes=\u0661-\u0665", "bytes=1e3-",
+    "bytes=0x10-", "bytes= - ", "bytes=", "bytes", "=", "", "items=0-1", "bytes=0-1\x00", "\xff\xfe" * 100,
+    "bytes=99999999999999999999-99999999999999999999", "bytes=" + "1" * 19 + "-", "BYTES = 0 - 0",
+]
+
+
+@pytest.fixture
+def stored_mp3_job(user, media):
+    data = media("mp3").read_bytes()
+    job = ConversionFactory(owner=user, status="done", mp3_size=len(data), finished_at=timezone.now())
+    job.mp3.save("ignored", io.BytesIO(data))
+    yield job, data
+    default_storage.delete(job.mp3.name)
+
+
+@pytest.mark.parametrize("surface", ["native", "classic"])
+def test_any_range_header_answers_206_200_or_416(api_client, user, stored_mp3_job, surface):
+    job, data = stored_mp3_job
+    for header in NASTY_RANGES:
+        if surface == "native":
+            response = api_client.get(f"/api/conversions/{job.id}/download/", HTTP_RANGE=header)
+        else:
+            response = api_client.get("/download", {"fid": str(job.id)}, HTTP_RANGE=header,
+                                      HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+        assert response.status_code in (200, 206, 416), (header[:40], response.status_code)
+        content = body(response)
+        if response.status_code == 200:
+            assert content == data
+        elif response.status_code == 206:
+            first, last = map(int, response["Content-Range"].split()[1].split("/")[0].split("-"))
+            assert content == data[first:last + 1]
+        assert response["Cache-Control"] == "private, no-store"
