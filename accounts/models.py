@@ -37,7 +37,7 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True)
     # Set once the owner of the address followed the link in the verification email (accounts made by
     # `createsuperuser` or in the admin count as verified). Until then the account may not upload.
-    email_verified = models.BooleanField(default=False)
+    email_verified = models.BooleanField(default=False, db_default=False)
     # Every token issued before this moment is refused (set by a password change).
     tokens_valid_after = models.DateTimeField(null=True, blank=True, editable=False)
     # Per-user limits; empty means the default from the environment (QUOTA_ACTIVE_JOBS, QUOTA_UPLOADS_PER_HOUR,

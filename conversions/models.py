@@ -49,8 +49,9 @@ class Conversion(models.Model):
     mp3_size = models.BigIntegerField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     options = models.JSONField(default=dict, blank=True)
-    # Written by the converter with its progress (at most every few seconds); a processing job whose heartbeat is
-    # older than STALE_JOB_SECONDS lost its worker and is queued again by the reconciler.
+    # Set when the job is claimed, queued again or retried, and written by the converter with its progress (at most
+    # every few seconds); a processing job whose heartbeat is older than STALE_JOB_SECONDS lost its worker and is
+    # queued again by the reconciler (conversions/services/reconcile.py).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

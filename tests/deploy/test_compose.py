@@ -334,14 +334,16 @@ def test_stack_environment_points_at_the_stack_services():
     mongo = urlsplit(env["MONGODB_URI"])
     assert (mongo.hostname, mongo.port, mongo.username) == ("mongo", 27017, env_file().active["MONGO_APP_USER"])
     assert mongo.path == "/" + env_file().active["MONGO_DATABASE"]
-    assert env["EMAIL_URL"] == "smtp://mailpit:1025"
+    assert "EMAIL_URL" not in env  # web queues email; the notify worker sends it
     assert {"localhost", "127.0.0.1"} <= set(env["ALLOWED_HOSTS"].split(","))
     assert all(env[name] == "false" for name in LOCAL_HTTP_RELAXATIONS)
-    settings = settings_under(env, "DEBUG", "SECURE_HSTS_SECONDS", "STORAGES", "EMAIL_BACKEND", "CELERY_BROKER_URL")
+    settings = settings_under(env, "DEBUG", "SECURE_HSTS_SECONDS", "STORAGES", "CELERY_BROKER_URL")
     assert settings["DEBUG"] is False
     assert settings["SECURE_HSTS_SECONDS"] > 0
     assert settings["STORAGES"]["default"]["BACKEND"] == "conversions.storage.GridFSStorage"
-    assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    notify = service_environment("notify")
+    assert notify["EMAIL_URL"] == "smtp://mailpit:1025"
+    assert settings_under(notify, "EMAIL_BACKEND")["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
 
 
 def deploy_check(env: dict[str, str]) -> set[str]:

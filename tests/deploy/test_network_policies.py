@@ -50,7 +50,7 @@ NEEDED = {
     *[(role, "mysql", 3306, "TCP") for role in ("web", "convert-worker", "notify-worker", "migrate")],
     *[(role, "rabbitmq", 5672, "TCP") for role in ("web", "convert-worker", "notify-worker", "flower")],
     *[(role, "mongodb", 27017, "TCP") for role in ("web", "convert-worker")],
-    *[(role, "internet", port, protocol) for role in ("web", "notify-worker") for port, protocol in MAIL],
+    *[(role, "internet", port, protocol) for role in ("notify-worker",) for port, protocol in MAIL],
     *[
         (pod, dns, port, protocol)
         for pod in ("web", "convert-worker", "notify-worker", "flower", "migrate", "mysql", "rabbitmq", "mongodb")

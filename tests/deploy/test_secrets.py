@@ -17,7 +17,7 @@ from tests.deploy.readers import APP_ENV, APP_SERVICES, compose, env_file, fille
 # What each role uses, by variable: the contract docs/deploy.md's table states ("Who gets which secret").
 ROLE_SECRETS = {
     # web signs the API tokens and sends the address-confirmation emails itself (accounts/verification.py).
-    "web": {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI", "EMAIL_URL"},
+    "web": {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI"},
     "convert-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI"},
     "notify-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "EMAIL_URL"},
     "flower": {"DJANGO_SECRET_KEY", "CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"},
