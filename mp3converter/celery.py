@@ -55,12 +55,14 @@ def reconcile() -> None:
     from django.db import connections
 
     from conversions.services import conversion_reconcile
+    from notifications.reconcile import notifications_reconcile
 
     try:
         done = conversion_reconcile()
         if done:
             logger.info("reconciler: %d requeued, %d failed, %d published again",
                         len(done.requeued), len(done.failed), len(done.republished))
+        notifications_reconcile()  # and the notifications whose message was lost (notifications/reconcile.py)
     except Exception:
         logger.exception("reconciler: run failed; trying again at the next one")
     finally:

@@ -1,6 +1,7 @@
 """A delivery: one notification about one attempt at a job, through one channel, and how sending it went."""
 
 from django.db import models
+from django.utils import timezone
 
 
 class Delivery(models.Model):
@@ -20,6 +21,11 @@ class Delivery(models.Model):
     # Set when a worker claims the delivery, so a second copy of its task cannot send too; a claim older than
     # CLAIM_TIMEOUT (notifications/services.py) belongs to a worker that died mid-send, and may be taken over.
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # When the delivery's message is next due at a worker: at once when it is made or resent, after the backoff when a
+    # try failed, once the claim expires while claimed, and when the reconciler published it again. A pending or
+    # claimed delivery overdue by STALE_JOB_SECONDS lost its message (notifications/reconcile.py). Empty on rows
+    # written by a release before it: their `updated_at` stands in.
+    next_try_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
     # The last failed try's error, for operators.
     error = models.TextField(blank=True)

@@ -41,11 +41,14 @@ class Outcome(enum.Enum):
     BUSY = "busy"  # a worker holds a live claim on it: look again once the claim has expired
 
 
-def notifications_dispatch(*, conversion_id: uuid.UUID | str, attempt: int | None = None) -> list[Delivery]:
+def notifications_dispatch(
+    *, conversion_id: uuid.UUID | str, attempt: int | None = None, only_new: bool = False
+) -> list[Delivery]:
     """The notify step after a conversion: one delivery per channel for this finished attempt, each queued.
 
     Nothing for a job that is not done or failed (a cancelled one, say), was deleted, or has moved on to another
-    attempt. Safe to call again: a delivery that exists is queued again only if it is not settled.
+    attempt. Safe to call again: a delivery that exists is queued again only if it is not settled, and with
+    `only_new` (the reconciler, which may run in several workers at once) not at all: whoever made it queued it.
     """
     conversion = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).select_related("owner").first()
     if conversion is None or conversion.status not in Conversion.FINISHED:
@@ -54,22 +57,24 @@ def notifications_dispatch(*, conversion_id: uuid.UUID | str, attempt: int | Non
     for channel in CHANNELS.values():
         if not channel.applies_to(conversion):
             continue
-        delivery, _ = Delivery.objects.get_or_create(
+        delivery, created = Delivery.objects.get_or_create(
             conversion=conversion, channel=channel.name, attempt=conversion.attempt
         )
-        if delivery.state not in (State.DELIVERED, State.FAILED):
+        if created or (not only_new and delivery.state not in (State.DELIVERED, State.FAILED)):
             _enqueue(delivery)
         deliveries.append(delivery)
     return deliveries
 
 
-def delivery_send(*, delivery_id: int) -> Outcome:
+def delivery_send(*, delivery_id: int, retry_in: float = 0.0) -> Outcome:
     """Send one delivery, once, and record how it went. Errors of the database itself propagate (the claim, if it
-    was made, then expires and the delivery is sent by whoever looks next)."""
+    was made, then expires and the delivery is sent by whoever looks next). `retry_in`: the seconds the caller waits
+    before trying again should this try fail (`Outcome.RETRY`), recorded as the delivery's `next_try_at` so the
+    reconciler leaves a delivery waiting for its backoff alone."""
     now = timezone.now()
     claimable = Q(state=State.PENDING) | Q(state=State.CLAIMED, claimed_at__lt=now - CLAIM_TIMEOUT)
     claimed = Delivery.objects.filter(claimable, pk=delivery_id).update(
-        state=State.CLAIMED, claimed_at=now, tries=F("tries") + 1
+        state=State.CLAIMED, claimed_at=now, tries=F("tries") + 1, next_try_at=now + CLAIM_TIMEOUT
     )
     if not claimed:
         busy = Delivery.objects.filter(pk=delivery_id, state=State.CLAIMED).exists()
@@ -86,7 +91,8 @@ def delivery_send(*, delivery_id: int) -> Outcome:
     except Exception as exc:
         if isinstance(exc, TRANSIENT_ERRORS) and delivery.tries < DELIVERY_MAX_TRIES:
             logger.warning("delivery %s: try %d failed, to be tried again: %r", delivery.pk, delivery.tries, exc)
-            _settle(delivery, now, state=State.PENDING, error=repr(exc))
+            next_try_at = timezone.now() + timedelta(seconds=retry_in)
+            _settle(delivery, now, state=State.PENDING, error=repr(exc), next_try_at=next_try_at)
             return Outcome.RETRY
         logger.error("delivery %s: given up after %d tries: %r", delivery.pk, delivery.tries, exc, exc_info=exc)
         _settle(delivery, now, state=State.FAILED, error=repr(exc))
@@ -105,7 +111,7 @@ def notification_resend(*, conversion: Conversion, channel: str) -> Delivery:
         if not created:
             # A delivery being sent right now is left to finish; any other is sent afresh.
             Delivery.objects.filter(pk=delivery.pk).exclude(state=State.CLAIMED).update(
-                state=State.PENDING, error="", delivered_at=None
+                state=State.PENDING, error="", delivered_at=None, next_try_at=timezone.now()
             )
         _enqueue(delivery)
     return delivery

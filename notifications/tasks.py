@@ -57,12 +57,13 @@ def deliver_notification_task(self, delivery_id: int, conversion_id: str) -> Non
     delivery_id = checked_number(self, "delivery id", delivery_id)
     conversion_id = checked_job_id(self, conversion_id)
     with job_context(conversion_id):
+        countdown = backoff(self.request.retries)  # recorded on the delivery should this try fail
         try:
-            outcome = delivery_send(delivery_id=delivery_id)
+            outcome = delivery_send(delivery_id=delivery_id, retry_in=countdown)
         except TRANSIENT_ERRORS as exc:
-            raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+            raise self.retry(exc=exc, countdown=countdown) from exc
     if outcome is Outcome.RETRY:
-        raise self.retry(countdown=backoff(self.request.retries))
+        raise self.retry(countdown=countdown)
     if outcome is Outcome.BUSY:
         raise self.retry(countdown=CLAIM_TIMEOUT.total_seconds() + 1)
     if outcome is Outcome.FAILED:

@@ -7,7 +7,7 @@ from django.core.management.utils import get_random_secret_key
 
 from mp3converter.checks import key_weakness, weak_key_message
 
-from .env import BASE_DIR, VAR_DIR, env
+from .env import VAR_DIR, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import FileUploadHandler
 from django.db import connection
 from django.test import Client
@@ -179,7 +180,7 @@ def database_restored():
 
 class DatabaseGoesDownAfterTheBody(FileUploadHandler):
     """Test-only, after the app's own upload handler: once the whole body is read (the user is already signed in),
-    the database becomes unreachable, so the upload fails at the insert, after its source file was stored."""
+    the database becomes unreachable, so the upload fails when its limits are checked, before anything is stored."""
 
     def receive_data_chunk(self, raw_data, start):
         return raw_data
@@ -209,7 +210,7 @@ def assert_database_unavailable_text(response) -> None:
     assert response.content.decode() == DatabaseUnavailable.message
 
 
-def test_database_unreachable_during_upload(transactional_db, user, media, settings):
+def test_database_unreachable_during_upload(transactional_db, user, media, settings, monkeypatch):
     source = media("mp4_aac")
     client = bearer_client(user)
     files_before = stored_files()
@@ -223,9 +224,28 @@ def test_database_unreachable_during_upload(transactional_db, user, media, setti
     assert_database_unavailable_text(classic_from_start)
     assert stored_files() == files_before
 
-    # Down mid-upload: signed in, body read, source stored; then the row cannot be written. The stored source is
-    # removed again: the sources folder changed (a file came and went) but lists the same files.
+    # Down once the body is read (signed in, before the limits are checked): refused before anything is stored.
     settings.FILE_UPLOAD_HANDLERS = [*settings.FILE_UPLOAD_HANDLERS, f"{__name__}.DatabaseGoesDownAfterTheBody"]
+    for send, check in ((lambda: upload(client, source), assert_database_unavailable_json),
+                        (lambda: classic_upload(user, source), assert_database_unavailable_text)):
+        sources_before = folder_stamp("sources")
+        with database_restored():
+            response = send()
+        check(response)
+        assert folder_stamp("sources") == sources_before
+        assert stored_files() == files_before
+    settings.FILE_UPLOAD_HANDLERS = settings.FILE_UPLOAD_HANDLERS[:-1]
+
+    # Down right after the source was stored: the row cannot be written, and the stored source is removed again
+    # (the sources folder changed, a file came and went, but lists the same files).
+    store = default_storage.save
+
+    def save_then_lose_the_database(*args, **kwargs):
+        name = store(*args, **kwargs)
+        cut_database()
+        return name
+
+    monkeypatch.setattr(default_storage, "save", save_then_lose_the_database)
     for send, check in ((lambda: upload(client, source), assert_database_unavailable_json),
                         (lambda: classic_upload(user, source), assert_database_unavailable_text)):
         sources_before = folder_stamp("sources")

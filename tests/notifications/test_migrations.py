@@ -63,3 +63,21 @@ def test_email_state_carries_over_to_deliveries_and_back(migrator):
     rows = {job.id: (job.notified_at, job.notify_started_at) for job in back.get_model("conversions", "Conversion").objects.all()}
     assert rows[notified.id] == (sent_at, sent_at - timedelta(seconds=1))
     assert rows[sending.id] == (None, claimed_at)
+
+
+def test_deliveries_of_before_get_when_their_message_is_due(migrator):
+    old = migrator([("notifications", "0002_carry_over_email_state")])
+    owner = old.get_model("accounts", "User").objects.create(email="due@example.com", password="x")
+    job = old.get_model("conversions", "Conversion").objects.create(owner=owner, original_filename="a.mp4",
+                                                                    status="done")
+    deliveries = old.get_model("notifications", "Delivery").objects
+    claimed_at = timezone.now() - timedelta(minutes=1)
+    pending = deliveries.create(conversion=job, channel="email", attempt=1, state="pending")
+    claimed = deliveries.create(conversion=job, channel="email", attempt=2, state="claimed", claimed_at=claimed_at)
+    delivered = deliveries.create(conversion=job, channel="email", attempt=3, state="delivered")
+
+    new = migrator(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    due = {row.pk: row.next_try_at for row in new.get_model("notifications", "Delivery").objects.all()}
+    assert due[pending.pk] == deliveries.get(pk=pending.pk).updated_at
+    assert due[claimed.pk] == claimed_at + timedelta(minutes=5)  # when its claim expires
+    assert due[delivered.pk] is None
