@@ -107,15 +107,6 @@ def files_under(folder: Path) -> list[Path]:
 
 
 @pytest.fixture
-def upload_tmp(settings, tmp_path) -> Path:
-    """Uploads stream to a temp dir of this test's own, so the test can see what they leave there."""
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    settings.FILE_UPLOAD_TEMP_DIR = str(folder)
-    return folder
-
-
-@pytest.fixture
 def sample(media):
     return media("mp4_aac").read_bytes()
 

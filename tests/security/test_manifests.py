@@ -7,8 +7,6 @@
   by the convert worker (`too_long`, `output_too_large`), leaving no MP3 and no temporary file.
 """
 
-from pathlib import Path
-
 import pytest
 
 from conversions import engine
@@ -30,14 +28,6 @@ from tests.utils import stored_files, wait_for
 
 TOO_LONG = "The audio in this file is longer than the 1-minute limit."
 TOO_LARGE = "The MP3 would be larger than the 1 MB limit, so the conversion was stopped."
-
-
-@pytest.fixture
-def upload_tmp(settings, tmp_path) -> Path:
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    settings.FILE_UPLOAD_TEMP_DIR = str(folder)
-    return folder
 
 
 @pytest.fixture
