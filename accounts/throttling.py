@@ -10,7 +10,8 @@ and pod shares them. The address comes from `mp3converter.clientip.client_ip`, n
 controls.
 
 How the pieces fit:
-- `user_login_failed` (sent by `authenticate()` on every failure) counts the failure: `record_failure`.
+- `user_login_failed` (sent by `authenticate()` on every failure) counts the failure: `record_failure`, which
+  takes a slot with the cache's atomic `add`, so failures that arrive at once are all counted.
 - `SignInThrottleBackend` (Django's model backend, the one in `AUTHENTICATION_BACKENDS`) refuses any
   `authenticate()` past the limit, so no caller can forget the check; it marks the request so the HTML forms
   answer 429 (`SignInThrottleMiddleware`).
@@ -60,8 +61,14 @@ def _keys(request, email: str | None) -> list[str]:
     return keys
 
 
-def _recent(key: str, now: float, window: int) -> list[float]:
-    return [moment for moment in cache.get(key, []) if moment > now - window]
+def _slot_keys(key: str, limit: int) -> list[str]:
+    return [f"{key}:{slot}" for slot in range(limit)]
+
+
+def _failures(key: str, limit: int, now: float, window: int) -> list[float]:
+    """When each failure still counted against `key` happened."""
+    moments = cache.get_many(_slot_keys(key, limit)).values()
+    return sorted(moment for moment in moments if isinstance(moment, float) and moment > now - window)
 
 
 def sign_in_wait(request, email: str | None) -> int | None:
@@ -70,21 +77,27 @@ def sign_in_wait(request, email: str | None) -> int | None:
     now = time.time()
     waits = []
     for key in _keys(request, email):
-        failures = _recent(key, now, window)
+        failures = _failures(key, limit, now, window)
         if len(failures) >= limit:
-            # Free again when the oldest failure that keeps it at the limit leaves the window.
-            waits.append(failures[-limit] + window - now)
+            # Free again when the oldest failure leaves the window and gives its slot back.
+            waits.append(failures[0] + window - now)
     return max(1, int(max(waits)) + 1) if waits else None
 
 
 def record_failure(request, email: str | None) -> None:
-    """Count one failed attempt against the account and the address."""
-    _, window = parse_rate(settings.THROTTLE_LOGIN)
+    """Count one failed attempt against the account and the address.
+
+    Each failure takes one of `limit` slots that expire with the window, with the cache's atomic `add` (an INSERT
+    on the database cache's primary key, SET NX on Redis). No read-modify-write: failures that arrive at once,
+    from many threads, processes or pods, each take their own slot, and none overwrites another's count. When
+    every slot is taken the limit is reached and there is nothing more to count.
+    """
+    limit, window = parse_rate(settings.THROTTLE_LOGIN)
     now = time.time()
     for key in _keys(request, email):
-        # Kept short: only the newest failures within the window matter.
-        failures = _recent(key, now, window)[-200:]
-        cache.set(key, [*failures, now], timeout=window)
+        for slot_key in _slot_keys(key, limit):
+            if cache.add(slot_key, now, timeout=window):
+                break
 
 
 def data_field(request, name: str) -> str | None:

@@ -70,10 +70,15 @@ def reconcile() -> None:
         connections.close_all()
 
 
+RECONCILING_QUEUES = {"convert", "notify"}
+
+
 @worker_ready.connect
 def _start_reconciler(sender, **kwargs):
-    # Convert workers only (the role that loses jobs when it dies): once now, then on the worker's own timer.
-    if "convert" not in sender.app.amqp.queues.consume_from:
+    # Both worker roles, once now and then on the worker's own timer: the convert role loses jobs when it dies, and
+    # the notify role is always running, even while an autoscaler holds the convert workers at zero (KEDA scales
+    # them on the queue's length, which reads 0 when the broker lost the messages).
+    if not RECONCILING_QUEUES & set(sender.app.amqp.queues.consume_from):
         return
     from django.conf import settings
 

@@ -6,6 +6,7 @@ Safe to run twice for the same message (a redelivery): every step is fenced by t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -60,12 +62,43 @@ class ProgressReporter:
         if not self.rows.update(**changes):
             raise engine.ConversionCancelled()  # cancelled, retried, requeued or deleted meanwhile
 
-    def beat(self, *, force: bool = False) -> None:
-        """A heartbeat without progress (while files are copied), at most every few seconds unless `force`."""
-        now = time.monotonic()
-        if force or now - self.last_beat >= self.beat_interval:
-            self.last_beat = now
-            self.rows.update(heartbeat_at=timezone.now())
+
+
+class Heartbeat:
+    """While a job is worked on, a thread writes its heartbeat every few seconds, whatever the work is doing: copying
+    the source in, probing it, cutting the cover picture, converting (which also beats with its progress) or storing
+    the MP3. A phase that reports no progress for a while is then never taken for a dead worker by the reconciler.
+    The thread stops with the work, or once the job is no longer this attempt's to work on."""
+
+    def __init__(self, conversion_id: uuid.UUID, attempt: int):
+        self.rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
+            status=Status.PROCESSING
+        )
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{conversion_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        # Inside a transaction (never in a worker, which runs in autocommit) another connection cannot see the claim,
+        # and its UPDATE would wait on the claim's row lock: no thread then.
+        if not transaction.get_connection().in_atomic_block:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self.stopped.wait(heartbeat_interval()):
+                if not self.rows.update(heartbeat_at=timezone.now()):
+                    return  # cancelled, retried, requeued or deleted: the work notices on its own
+        except Exception:
+            # A database that is away now: the conversion's own writes will meet it too. No beat is no harm here.
+            logger.warning("heartbeat stopped: the database could not be reached", exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connection
 
 
 def conversion_convert(
@@ -96,13 +129,11 @@ def conversion_convert(
         )
         return
     options = engine.OutputOptions.from_dict(conversion.options)
-    heartbeat = ProgressReporter(conversion.id, conversion.attempt)
-    with conversion_workdir() as workdir:
+    with Heartbeat(conversion.id, conversion.attempt), conversion_workdir() as workdir:
         source_path, target_path = Path(workdir) / "source", Path(workdir) / f"output{engine.MP3.extension}"
         with conversion.source.open("rb") as stored, source_path.open("wb") as local:
             while chunk := stored.read(COPY_CHUNK_BYTES):
                 local.write(chunk)
-                heartbeat.beat()  # a large source from a slow store takes a while: the job is alive meanwhile
         try:
             result = engine.convert(
                 source_path, target_path, options=options,
@@ -113,7 +144,6 @@ def conversion_convert(
         except engine.MediaError as exc:
             conversion_mark_failed(conversion_id=conversion.id, attempt=conversion.attempt, error=exc)
             return
-        heartbeat.beat(force=True)  # the conversion's own reporter beat last; storing may take a while too
         mp3_name = _store_output(target_path, output_name(conversion.id, conversion.attempt))
     finished = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt).filter(
         status=Status.PROCESSING

@@ -9,17 +9,20 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import environ
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
+from accounts.throttling import record_failure, sign_in_wait
 from accounts.tokens import RefreshToken
 from tests.factories import PASSWORD, UserFactory
 from tests.fixtures.workers import _test_database_url
@@ -178,6 +181,67 @@ def test_the_counts_live_in_the_database_cache(settings):
         keys = {row[0] for row in cursor.fetchall()}
     assert any("signin-failures:account:" in key for key in keys), keys
     assert any("signin-failures:address:127.0.0.1" in key for key in keys), keys
+
+
+def failures_at_once(email: str, count: int) -> None:
+    """`count` failed sign-ins for `email`, each from its own thread (and database connection), all released at once."""
+    start = threading.Barrier(count)
+    errors = []
+
+    def fail():
+        try:
+            start.wait(timeout=30)
+            record_failure(None, email)
+        except Exception as error:  # noqa: BLE001 - reported below, in the test's thread
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=fail) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+
+
+def assert_failures_at_once_are_all_counted(limit: int):
+    # Fewer failures than the limit, at once: each one counts, none overwrites another (a read-then-write count
+    # would lose most of them, and let a guesser running many requests in parallel try without end).
+    email = UserFactory().email
+    failures_at_once(email, limit - 1)
+    assert sign_in_wait(None, email) is None
+    failures_at_once(email, 1)
+    assert 0 < sign_in_wait(None, email) <= 61  # the last one fills the limit
+    failures_at_once(email, limit * 4)  # and more, at once, changes nothing
+    assert 0 < sign_in_wait(None, email) <= 61
+
+
+@pytest.fixture
+def high_limit(settings) -> int:
+    """A limit high enough for many failures at once."""
+    settings.THROTTLE_LOGIN = "12/min"
+    return 12
+
+
+def test_failures_at_once_are_all_counted_in_the_database_cache(transactional_db, high_limit):
+    assert_failures_at_once_are_all_counted(high_limit)
+
+
+def test_cache_url_moves_the_counts_to_redis(transactional_db, settings, redis_url, high_limit):
+    import redis
+
+    settings.CACHES = {"default": environ.Env.cache_url_config(redis_url)}  # as CACHE_URL=redis://… configures it
+    user = UserFactory()
+    client = APIClient()
+    assert [DOORS["token"][0](client, user.email, "wrong").status_code for _ in range(high_limit)] == [401] * high_limit
+    assert_throttled(DOORS["token"][0](client, user.email, PASSWORD), "token")
+    keys = {key.decode() for key in redis.Redis.from_url(redis_url).keys("*signin-failures*")}
+    assert any("signin-failures:account:" in key for key in keys), keys
+    with connection.cursor() as cursor:  # and nothing in the database cache
+        cursor.execute("SELECT COUNT(*) FROM django_cache WHERE cache_key LIKE '%signin-failures%'")
+        assert cursor.fetchone()[0] == 0
+    assert_failures_at_once_are_all_counted(high_limit)
 
 
 def post(url: str, fields: dict) -> int:

@@ -139,6 +139,31 @@ def test_a_message_purged_from_rabbitmq_is_published_again(convert_workers, api_
     assert "published again" in worker.log()
 
 
+def test_with_the_convert_workers_at_zero_the_notify_worker_publishes_a_lost_message_again(
+    convert_workers, tmp_path, api_client, user, media, mailbox
+):
+    # KEDA holds the convert workers at zero while the queue reads empty, which it does when the broker lost the
+    # message: the always-running notify worker must find the job.
+    from mp3converter.celery import app
+
+    job_id = upload_job(api_client, media("mp4_aac"))
+    wait_for(lambda: queue_depth("convert") == (1, 0), timeout=15, message="the job's message in the queue")
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("convert")
+    notify = start_worker("notify-worker", tmp_path, CELERY_WORKER_HOSTNAME="notify-reconciler@%h", **FAST_RECONCILER)
+    try:
+        wait_for(lambda: queue_depth("convert") == (1, 0), timeout=30, message="the job published again")
+        assert "published again" in notify.log()
+        assert row(job_id).status == Conversion.Status.QUEUED  # nobody converts it yet
+
+        convert_workers()  # the autoscaler sees the message and starts a convert worker
+        conversion = wait_done_and_notified(job_id, timeout=60)
+    finally:
+        stop_worker(notify)
+    assert (conversion.attempt, conversion.redeliveries) == (1, 0)
+    assert_finished_exactly_once(job_id, user.email, mailbox)
+
+
 def test_a_backlog_is_left_alone_and_only_missing_messages_are_published(session_convert_worker_stopped):
     # Jobs waiting far longer than STALE_JOB_SECONDS, with nobody consuming: a backlog, not a loss.
     jobs = [ConversionFactory() for _ in range(5)]

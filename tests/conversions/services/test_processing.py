@@ -18,10 +18,11 @@ from conversions.services import (
     conversion_convert,
     conversion_delete,
 )
-from conversions.services.processing import heartbeat_interval
+from conversions.services.processing import Heartbeat, heartbeat_interval
 from tests.conversions.services.helpers import mp3_files_of
 from tests.factories import ConversionFactory
 from tests.media import decoded_duration, probe_output
+from tests.utils import wait_for
 
 Status = Conversion.Status
 
@@ -153,6 +154,52 @@ def test_the_claim_and_the_progress_write_the_heartbeat(db, queued, monkeypatch)
     assert beats[0] is not None and beats[0] >= before
     row = Conversion.objects.get(pk=conversion.pk)
     assert row.status == Status.DONE and row.heartbeat_at >= beats[0]
+
+
+def test_the_heartbeat_goes_on_while_the_work_reports_no_progress(transactional_db, media, monkeypatch, settings):
+    # A worker (autocommit, as here) that is copying, probing or cutting the cover picture for longer than
+    # STALE_JOB_SECONDS says nothing about progress meanwhile: its heartbeat must go on, or the reconciler would
+    # take the job for lost.
+    settings.STALE_JOB_SECONDS = 4  # a heartbeat every second
+    with media("wav").open("rb") as source:
+        name = default_storage.save(f"sources/{uuid.uuid4()}.wav", File(source))
+    conversion = ConversionFactory(source=name)
+    real_convert = engine.convert
+    seen = []
+
+    def silent(*args, on_progress, **kwargs):
+        claimed = Conversion.objects.get(pk=conversion.pk).heartbeat_at
+        seen.append(wait_for(lambda: Conversion.objects.get(pk=conversion.pk).heartbeat_at > claimed, timeout=15,
+                             message="a heartbeat while no progress is reported"))
+        return real_convert(*args, on_progress=on_progress, **kwargs)
+
+    monkeypatch.setattr(engine, "convert", silent)
+    try:
+        conversion_convert(conversion_id=conversion.id)
+        row = Conversion.objects.get(pk=conversion.pk)
+        assert seen and row.status == Status.DONE
+    finally:
+        default_storage.delete(name)
+        for mp3 in mp3_files_of(conversion.id):
+            default_storage.delete(f"mp3/{mp3}")
+
+
+def test_the_heartbeat_thread_stops_once_the_job_is_not_this_attempts(transactional_db, settings):
+    settings.STALE_JOB_SECONDS = 4
+    conversion = ConversionFactory(status=Status.PROCESSING, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    with Heartbeat(conversion.id, 1) as heartbeat:
+        wait_for(lambda: Conversion.objects.get(pk=conversion.pk).heartbeat_at > timezone.now() - timedelta(minutes=1),
+                 timeout=15, message="the first heartbeat")
+        Conversion.objects.filter(pk=conversion.pk).update(status=Status.QUEUED, attempt=2)  # the reconciler's
+        wait_for(lambda: not heartbeat.thread.is_alive(), timeout=15, message="the heartbeat to stop by itself")
+    assert Conversion.objects.get(pk=conversion.pk).attempt == 2
+
+
+def test_no_heartbeat_thread_inside_a_transaction(db, queued):
+    # Another connection could not see an uncommitted claim, and would wait on its row lock.
+    conversion = queued("wav")
+    with Heartbeat(conversion.id, 1) as heartbeat:
+        assert not heartbeat.thread.is_alive()
 
 
 def test_progress_carries_the_heartbeat_at_most_every_few_seconds(db, queued, settings):
