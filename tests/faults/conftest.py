@@ -1,4 +1,5 @@
-"""Fixtures for fault tests: convert workers a test may kill, instead of the session's shared one."""
+"""Fixtures for fault tests: convert workers a test may kill, instead of the session's shared one, and the session's
+workers stopped for a test that must be alone with the broker."""
 
 import pytest
 
@@ -45,3 +46,19 @@ def convert_workers(session_convert_worker_stopped, tmp_path):
     for worker in started:
         if worker.process.poll() is None:
             kill_worker_group(worker)
+
+
+@pytest.fixture
+def session_notify_worker_stopped(live_workers):
+    """Stop the session's notify worker for this test; start a fresh one afterwards (in the same dict, so later tests
+    find a live worker)."""
+    session_worker = live_workers["notify-worker"]
+    stop_worker(session_worker)
+    purge_queues()  # what earlier tests left in flight must not be counted as this test's messages
+    try:
+        yield
+    finally:
+        purge_queues()  # what a failed test left in flight must not reach the next test's workers
+        live_workers["notify-worker"] = start_worker(
+            "notify-worker", session_worker.ready_file.parent, TMPDIR=str(session_worker.tmpdir)
+        )
