@@ -48,18 +48,23 @@ def verified_user(token: str) -> User | None:
 
 
 # The account emails, by kind: the template (its first line is the subject).
-EMAILS = {"verify": "accounts/verify_email.txt", "registration_attempt": "accounts/registration_attempt.txt"}
+EMAILS = {
+    "verify": "accounts/verify_email.txt",
+    "registration_attempt": "accounts/registration_attempt.txt",
+    "password_reset": "accounts/password_reset_email.txt",
+}
 
 
-def account_email_queue(*, user: User, kind: str) -> None:
+def account_email_queue(*, user: User, kind: str, context: dict | None = None) -> None:
     """Hand one account email to the notify worker (the `email` queue), once the transaction commits.
 
     The link is signed here, in the web process. A broker that refuses is logged, not answered: the account
-    stands either way, and `POST /api/auth/verify/resend/` sends the link again.
+    stands either way, and `POST /api/auth/verify/resend/` sends the link again. `context` goes to the template
+    as it is (strings only: it travels in the message).
     """
     from .tasks import send_account_email_task
 
-    context = {"link": verification_link(user)} if kind == "verify" else {}
+    context = {**(context or {}), **({"link": verification_link(user)} if kind == "verify" else {})}
 
     def publish():
         try:

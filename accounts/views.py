@@ -92,7 +92,7 @@ class VerifyEmailView(APIView):
         user = verified_user(request.query_params.get("token", ""))
         if user is not None:
             user_verify_email(user=user)
-        return render(request._request, "accounts/verified.html", {"user": user},
+        return render(request._request, "accounts/verified.html", {"verified": user},
                       status=status.HTTP_200_OK if user is not None else status.HTTP_400_BAD_REQUEST)
 
 

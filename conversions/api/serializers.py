@@ -17,6 +17,7 @@ from mp3converter.errors import ErrorCode
 from .. import engine
 from ..engine import MP3
 from ..models import Conversion
+from ..presets import PRESETS, preset_options
 
 
 class OptionField:
@@ -61,6 +62,11 @@ class OptionFieldSchema(OpenApiSerializerFieldExtension):
 class ConversionOptionsInputSerializer(serializers.Serializer):
     """The output options, shared by the native upload and the classic /upload (as form fields)."""
 
+    preset = serializers.ChoiceField(
+        required=False,
+        choices=[(preset.name, str(preset.label)) for preset in PRESETS.values()],
+        help_text="A named set of options (conversions/presets.py); options sent with it override it.",
+    )
     bitrate_kbps = IntegerOption(
         required=False, help_text="Constant bitrate in kbit/s.", accepts={"enum": list(MP3.bitrates_kbps)}
     )
@@ -96,7 +102,8 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs):
-        options = {name: value for name, value in attrs.items() if name in engine.OutputOptions.names()}
+        given = {name: value for name, value in attrs.items() if name in engine.OutputOptions.names()}
+        options = preset_options(attrs.get("preset"), given)
         try:
             self._options = engine.OutputOptions(**options)
         except engine.InvalidOption as exc:

@@ -7,7 +7,7 @@ from django.core.management.utils import get_random_secret_key
 
 from mp3converter.checks import key_weakness, weak_key_message
 
-from .env import VAR_DIR, env
+from .env import BASE_DIR, VAR_DIR, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "accounts",
     "conversions",
     "notifications",
@@ -68,6 +69,8 @@ MIDDLEWARE = [
     # Probes first: the kubelet calls them by pod IP over plain HTTP (see mp3converter/health.py).
     "mp3converter.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every answer (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Private answers are never cached (after WhiteNoise: static files keep their own headers).
     "mp3converter.nostore.NoStoreMiddleware",
@@ -87,13 +90,15 @@ WSGI_APPLICATION = "mp3converter.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The web app's shared layout (base.html); each app keeps its own pages.
+        "DIRS": [BASE_DIR / "mp3converter" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "conversions.pages.context.web_app",
             ],
         },
     },
@@ -119,6 +124,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The web app's pages (accounts/pages, conversions/pages).
+LOGIN_URL = "account:login"
+LOGIN_REDIRECT_URL = "pages:home"
+LOGOUT_REDIRECT_URL = "pages:home"
 # Closing registration leaves account creation to admins (`manage.py createsuperuser`, Django admin).
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
 # A new account confirms its address through the emailed link before it may upload (403 email_not_verified).
@@ -139,6 +148,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "mp3converter" / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
 
 # The throttle counts live here, shared by every process and pod: the database by default (its table is made by
@@ -250,5 +260,26 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+# The pages' script reads the CSRF token from the form it sends, never from the cookie.
+CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Scripts and styles come from this site's own files only: no inline script, no inline style, no other origin.
+# The Swagger UI page adds inline styles for itself (mp3converter/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "media-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}

@@ -1,0 +1,218 @@
+// mp3converter's pages, enhanced: uploads with a progress bar per file (drop or pick), live job status by polling
+// each running job's JSON (the browser's cache sends If-None-Match and the server answers 304 while nothing
+// changed), and a confirmation before deleting. Without this script every page still works by reloading.
+"use strict";
+
+(function () {
+  const ACTIVE = ["queued", "processing"];
+  const POLL_MS = 1500;
+  let labels = {};
+
+  function $(selector, root) { return (root || document).querySelector(selector); }
+  function $$(selector, root) { return Array.from((root || document).querySelectorAll(selector)); }
+  function field(root, name) { return $('[data-field="' + name + '"]', root); }
+
+  function readLabels() {
+    const data = document.getElementById("status-labels");
+    if (data) labels = JSON.parse(data.textContent);
+  }
+
+  function megabytes(bytes) { return (bytes / 1048576).toFixed(1) + " MB"; }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    const total = Math.round(seconds), h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+    const pad = (n) => String(n).padStart(2, "0");
+    return h ? h + ":" + pad(m) + ":" + pad(s) : m + ":" + pad(s);
+  }
+
+  function size(bytes) {
+    if (!bytes) return "";
+    if (bytes < 1024) return bytes + " bytes";
+    if (bytes < 1048576) return (bytes / 1024).toFixed(1) + " KB";
+    return megabytes(bytes);
+  }
+
+  // Shows a job as its JSON says: status, progress, error, which actions apply.
+  function showJob(root, job) {
+    root.dataset.status = job.status;
+    const status = field(root, "status");
+    if (status) {
+      status.textContent = labels[job.status] || job.status;
+      status.className = "status status-" + job.status;
+    }
+    const progress = field(root, "progress");
+    if (progress) {
+      progress.value = job.progress;
+      progress.textContent = job.progress + "%";
+      progress.hidden = !ACTIVE.includes(job.status);
+    }
+    const error = field(root, "error");
+    if (error) {
+      const message = job.error && job.status !== "cancelled" ? job.error.message : "";
+      error.textContent = message;
+      error.hidden = !message;
+    }
+    const durationCell = field(root, "duration");
+    if (durationCell) durationCell.textContent = duration(job.duration_seconds);
+    const sizeCell = field(root, "size");
+    if (sizeCell) sizeCell.textContent = size(job.mp3_size);
+    $$("[data-when]", root).forEach(function (element) {
+      const show = element.dataset.when.split(" ").includes(job.status);
+      element.hidden = !show;
+      if ("disabled" in element && element.tagName === "INPUT") element.disabled = !show;
+    });
+  }
+
+  // Polls one job until it is finished. The answer comes from the browser's cache when the server says 304.
+  function watch(root) {
+    const url = root.dataset.jobUrl;
+    if (!url || root.dataset.watching) return;
+    root.dataset.watching = "yes";
+    const initial = root.dataset.status;
+    function poll() {
+      fetch(url, { headers: { Accept: "application/json" }, cache: "no-cache", credentials: "same-origin" })
+        .then(function (response) {
+          if (response.status === 404) { root.dataset.status = "gone"; return null; }
+          if (!response.ok) throw new Error("status " + response.status);
+          return response.json();
+        })
+        .then(function (job) {
+          if (!job) return;
+          showJob(root, job);
+          if (ACTIVE.includes(job.status)) {
+            window.setTimeout(poll, POLL_MS);
+          } else if ("reloadWhenFinished" in root.dataset && ACTIVE.includes(initial)) {
+            window.location.reload();  // the page shows the player or the error in full
+          }
+        })
+        .catch(function () { window.setTimeout(poll, POLL_MS * 4); });
+    }
+    if (ACTIVE.includes(root.dataset.status)) poll();
+  }
+
+  // One sentence from an API error answer: {"code", "detail"}, {field: [messages]}, or not JSON at all.
+  function errorSentence(xhr) {
+    let body = null;
+    try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+    if (body && typeof body.detail === "string") return body.detail;
+    if (body && typeof body === "object") {
+      const messages = [];
+      Object.keys(body).forEach(function (key) {
+        const value = body[key];
+        (Array.isArray(value) ? value : [value]).forEach(function (message) { messages.push(String(message)); });
+      });
+      if (messages.length) return messages.join(" ");
+    }
+    const byStatus = {
+      0: "The upload was interrupted. Check your connection and try again.",
+      413: "The file is larger than this service accepts.",
+      415: "This is not a media file this service can read.",
+      429: "You have reached a limit on your account. Please try again later.",
+      502: "The service is not answering right now. Please try again later.",
+      503: "The service is busy or partly down right now; nothing was kept. Please try again later.",
+      504: "The service took too long to answer. Please try again later."
+    };
+    return byStatus[xhr.status] || "The upload failed (HTTP " + xhr.status + "). Please try again.";
+  }
+
+  function fromTemplate(form, id) {
+    return form.dataset[id].replace("00000000-0000-0000-0000-000000000000", "ID");
+  }
+
+  function upload(form, file) {
+    const list = document.getElementById("uploads");
+    const row = document.getElementById("upload-row").content.firstElementChild.cloneNode(true);
+    $(".name", row).textContent = file.name;
+    list.appendChild(row);
+    const empty = document.getElementById("uploads-empty");
+    if (empty) empty.hidden = true;
+    const bar = field(row, "upload"), bytes = field(row, "bytes");
+    bar.setAttribute("aria-label", "Upload of " + file.name);
+    field(row, "progress").setAttribute("aria-label", "Conversion of " + file.name);
+    bytes.textContent = "0 MB of " + megabytes(file.size);
+
+    const data = new FormData();
+    new FormData(form).forEach(function (value, key) {
+      if (key !== "files" && key !== "csrfmiddlewaretoken" && value !== "") data.append(key, value);
+    });
+    data.append("file", file, file.name);
+
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.dataset.uploadUrl);
+    xhr.setRequestHeader("X-CSRFToken", form.elements.csrfmiddlewaretoken.value);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.addEventListener("progress", function (event) {
+      if (!event.lengthComputable) return;
+      bar.value = Math.round((100 * event.loaded) / event.total);
+      bytes.textContent = megabytes(Math.min(event.loaded, file.size)) + " of " + megabytes(file.size);
+    });
+    xhr.addEventListener("loadend", function () {
+      if (xhr.status === 202) {
+        const job = JSON.parse(xhr.responseText);
+        bar.value = 100;
+        bytes.textContent = megabytes(file.size) + " sent";
+        const page = field(row, "page"), download = field(row, "download");
+        page.href = fromTemplate(form, "pageUrl").replace("ID", job.id);
+        page.hidden = false;
+        download.href = fromTemplate(form, "downloadUrl").replace("ID", job.id);
+        row.dataset.jobUrl = fromTemplate(form, "jobUrl").replace("ID", job.id);
+        showJob(row, job);
+        watch(row);
+      } else {
+        row.classList.add("failed");
+        bar.hidden = true;
+        field(row, "status").textContent = "Not converted";
+        const error = field(row, "error");
+        error.textContent = errorSentence(xhr);
+        error.hidden = false;
+      }
+    });
+    xhr.send(data);
+  }
+
+  function setUpConvertForm() {
+    const form = document.getElementById("convert-form");
+    if (!form) return;
+    const input = form.elements.files;
+    const zone = document.getElementById("dropzone");
+    function send(files) {
+      Array.from(files).forEach(function (file) { upload(form, file); });
+    }
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!input.files.length) {
+        input.focus();
+        zone.classList.add("invalid");
+        return;
+      }
+      zone.classList.remove("invalid");
+      send(input.files);
+      input.value = "";
+    });
+    ["dragenter", "dragover"].forEach(function (name) {
+      zone.addEventListener(name, function (event) { event.preventDefault(); zone.classList.add("dragging"); });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      zone.addEventListener(name, function () { zone.classList.remove("dragging"); });
+    });
+    zone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      if (event.dataTransfer && event.dataTransfer.files.length) send(event.dataTransfer.files);
+    });
+  }
+
+  function setUpConfirmations() {
+    document.addEventListener("submit", function (event) {
+      const form = event.target;
+      if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    readLabels();
+    setUpConfirmations();
+    setUpConvertForm();
+    $$("[data-job-url]").forEach(watch);
+  });
+})();
