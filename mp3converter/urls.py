@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from conversions.api.urls import classic_urlpatterns
+from conversions.api.urls import classic_urlpatterns, link_urlpatterns
 
 from .health import healthz, readyz
 
@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api-auth/", include("rest_framework.urls")),
     *classic_urlpatterns,
+    *link_urlpatterns,
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]
