@@ -53,6 +53,10 @@ class Conversion(models.Model):
     # every few seconds); a processing job whose heartbeat is older than STALE_JOB_SECONDS lost its worker and is
     # queued again by the reconciler (conversions/services/reconcile.py).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Signed download links carry the generation they were made in; revoking them bumps it, so every earlier link
+    # stops working at once (conversions/services/links.py). A database default too: rows inserted by the code of
+    # the release before (during a rolling upgrade) get 0.
+    links_generation = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -35,6 +35,12 @@ class ErrorCode(StrEnum):
     FILE_TOO_LARGE = "file_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     QUOTA_EXCEEDED = "quota_exceeded", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     RATE_LIMITED = "rate_limited", HTTPStatus.TOO_MANY_REQUESTS
+    # Signed download links (conversions/services/links.py)
+    LINK_INVALID = "link_invalid", HTTPStatus.FORBIDDEN
+    LINK_EXPIRED = "link_expired", HTTPStatus.GONE
+    LINK_REVOKED = "link_revoked", HTTPStatus.GONE
+    LINK_REPLACED = "link_replaced", HTTPStatus.GONE
+    LINK_DELETED = "link_deleted", HTTPStatus.GONE
     # The media, at upload or while converting
     UNSUPPORTED_MEDIA = "unsupported_media", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     NO_AUDIO_STREAM = "no_audio_stream", HTTPStatus.UNPROCESSABLE_ENTITY

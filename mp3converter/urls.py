@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from conversions.api.urls import classic_urlpatterns
+from conversions.api.urls import classic_urlpatterns, link_urlpatterns
 
 from .health import healthz, readyz
 
@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/docs/", SWAGGER_UI, name="docs"),
     path("api-auth/", include("rest_framework.urls")),
     *classic_urlpatterns,
+    *link_urlpatterns,
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

@@ -236,3 +236,13 @@ def test_an_unknown_s3_addressing_style_is_refused(tmp_path):
     result = run(["manage.py", "check"], production_env(tmp_path, S3_BUCKET="files", S3_ADDRESSING_STYLE="dns"))
     assert result.returncode != 0
     assert "ImproperlyConfigured: S3_ADDRESSING_STYLE must be path or virtual, not 'dns'." in result.stderr
+
+
+def test_download_links_work_for_a_week_unless_configured(tmp_path):
+    assert settings_in(production_env(tmp_path), "DOWNLOAD_LINK_DAYS") == {"DOWNLOAD_LINK_DAYS": 7}
+    assert settings_in(production_env(tmp_path, DOWNLOAD_LINK_DAYS="30"), "DOWNLOAD_LINK_DAYS") == {
+        "DOWNLOAD_LINK_DAYS": 30
+    }
+    result = run(["manage.py", "check"], production_env(tmp_path, DOWNLOAD_LINK_DAYS="0"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DOWNLOAD_LINK_DAYS must be at least 1" in result.stderr

@@ -23,11 +23,13 @@ from ..services import (
     conversion_cancel,
     conversion_create,
     conversion_delete,
+    conversion_link_create,
+    conversion_links_revoke,
     conversion_retry,
     upload_check_declared,
 )
 from .downloads import IgnoreAcceptHeader, mp3_download
-from .serializers import ConversionCreateInputSerializer, ConversionOutputSerializer
+from .serializers import ConversionCreateInputSerializer, ConversionOutputSerializer, DownloadLinkOutputSerializer
 
 # Documented error answers (schema only). Errors are `{"code", "detail"}` (mp3converter.api.exception_handler), or
 # `{field: [messages]}` for a bad request.
@@ -206,3 +208,34 @@ class ConversionRetryView(ConversionTransitionView):
     # A retried job is active again: the owner's active-jobs limit applies.
     transition = staticmethod(partial(conversion_retry, enforce_limits=True))
     refused = "Only failed or cancelled conversions can be retried; this one is {status}."
+
+
+class ConversionLinkView(APIView):
+    name = "Share link"
+
+    @extend_schema(
+        summary="Make a signed link that downloads the MP3 with no sign-in, until it expires (DOWNLOAD_LINK_DAYS).",
+        request=None,
+        responses={
+            201: DownloadLinkOutputSerializer,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ERROR_BODY, description="The conversion is not done (code invalid_state)."),
+        },
+    )
+    def post(self, request, conversion_id):
+        link = conversion_link_create(conversion=get_owned_or_404(request, conversion_id))
+        return Response(DownloadLinkOutputSerializer(link).data, status=status.HTTP_201_CREATED)
+
+
+class ConversionLinksRevokeView(APIView):
+    name = "Revoke links"
+
+    @extend_schema(
+        summary="Stop every download link made so far for this conversion; links made afterwards work.",
+        request=None,
+        responses={204: None, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+    )
+    def post(self, request, conversion_id):
+        conversion_links_revoke(conversion=get_owned_or_404(request, conversion_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -162,3 +162,10 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
         path = reverse("conversion-download", args=[conversion.id])
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
+
+
+class DownloadLinkOutputSerializer(serializers.Serializer):
+    """A signed download link (conversions.services.DownloadLink)."""
+
+    url = serializers.URLField(help_text="Serves the MP3 to whoever opens it, with no sign-in, until expires_at.")
+    expires_at = serializers.DateTimeField()

@@ -1,12 +1,16 @@
-"""The routes of both APIs: the native one under /api/conversions/, the classic one at the site's root."""
+"""The routes of both APIs: the native one under /api/conversions/, the classic one at the site's root; and the
+signed download links, at the site's root too."""
 
 from django.urls import path
 
 from .classic import ClassicDownloadView, ClassicLoginView, ClassicUploadView
+from .links import conversion_link_download
 from .native import (
     ConversionCancelView,
     ConversionDetailView,
     ConversionDownloadView,
+    ConversionLinksRevokeView,
+    ConversionLinkView,
     ConversionListCreateView,
     ConversionRetryView,
 )
@@ -17,6 +21,8 @@ urlpatterns = [
     path("<str:conversion_id>/download/", ConversionDownloadView.as_view(), name="conversion-download"),
     path("<str:conversion_id>/cancel/", ConversionCancelView.as_view(), name="conversion-cancel"),
     path("<str:conversion_id>/retry/", ConversionRetryView.as_view(), name="conversion-retry"),
+    path("<str:conversion_id>/link/", ConversionLinkView.as_view(), name="conversion-link"),
+    path("<str:conversion_id>/links/revoke/", ConversionLinksRevokeView.as_view(), name="conversion-links-revoke"),
 ]
 
 # Exact paths without trailing slashes, as the classic API's clients call them.
@@ -24,4 +30,9 @@ classic_urlpatterns = [
     path("login", ClassicLoginView.as_view(), name="classic-login"),
     path("upload", ClassicUploadView.as_view(), name="classic-upload"),
     path("download", ClassicDownloadView.as_view(), name="classic-download"),
+]
+
+# Opened from the email in a browser, with no sign-in: the token is the credential (conversions/api/links.py).
+link_urlpatterns = [
+    path("links/<str:token>/", conversion_link_download, name="conversion-link-download"),
 ]

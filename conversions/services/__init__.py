@@ -3,7 +3,8 @@
 - `lifecycle`: create (probe, store, queue), enqueue, cancel, retry, mark failed, delete;
 - `processing`: the conversion itself as the convert worker runs it (progress, heartbeat, the redelivery guard);
 - `reconcile`: queue again the jobs whose worker or message was lost;
-- `quotas`: the per-user limits and the email-verification gate that refuse an upload or a retry.
+- `quotas`: the per-user limits and the email-verification gate that refuse an upload or a retry;
+- `links`: signed download links that work with no sign-in, and revoking them.
 
 Callers import from here. Telling the owner is the `notifications` app's part.
 """
@@ -20,12 +21,29 @@ from .lifecycle import (
     conversion_mark_failed,
     conversion_retry,
 )
+from .links import (
+    DownloadLink,
+    LinkDeleted,
+    LinkExpired,
+    LinkInvalid,
+    LinkReplaced,
+    LinkRevoked,
+    conversion_link_create,
+    conversion_link_resolve,
+    conversion_links_revoke,
+)
 from .processing import ProgressReporter, conversion_convert, conversion_heartbeat
 from .quotas import NO_LIMITS, Limits, quota_limits, upload_check, upload_check_declared
 from .reconcile import Reconciled, conversion_reconcile
 
 # Callers of the single module this package replaced import these from here too.
 __all__ = [
+    "DownloadLink",
+    "LinkDeleted",
+    "LinkExpired",
+    "LinkInvalid",
+    "LinkReplaced",
+    "LinkRevoked",
     "Limits",
     "NO_LIMITS",
     "ProgressReporter",
@@ -39,6 +57,9 @@ __all__ = [
     "conversion_delete",
     "conversion_enqueue",
     "conversion_heartbeat",
+    "conversion_link_create",
+    "conversion_link_resolve",
+    "conversion_links_revoke",
     "conversion_mark_failed",
     "conversion_reconcile",
     "conversion_retry",

@@ -187,6 +187,10 @@ MAX_DURATION_MINUTES = env.int("MAX_DURATION_MINUTES", default=360)
 # Largest MP3 a conversion may write before it is stopped (output_too_large). 360 minutes at 320 kbps, MP3's highest
 # bitrate, is about 825 MiB, so the default leaves room for that plus tags and a cover.
 MAX_OUTPUT_MB = env.int("MAX_OUTPUT_MB", default=1024)
+# Days a signed download link works (the one in the "ready" email, or one made with POST .../link/).
+DOWNLOAD_LINK_DAYS = env.int("DOWNLOAD_LINK_DAYS", default=7)
+if DOWNLOAD_LINK_DAYS < 1:
+    raise ImproperlyConfigured("DOWNLOAD_LINK_DAYS must be at least 1: a link that expires at once is no link.")
 # Some deployments of the classic API allow only staff to upload and download.
 CLASSIC_API_STAFF_ONLY = env.bool("CLASSIC_API_STAFF_ONLY", default=False)
 

@@ -1,4 +1,5 @@
-"""The email channel: one message to the owner when a job is done (with its download links) or has failed."""
+"""The email channel: one message to the owner when a job is done (with its page and a signed download link) or has
+failed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from django.core.mail import send_mail
 from django.urls import reverse
 
 from conversions.models import Conversion
+from conversions.services import conversion_link_create
 
 from .base import Channel
 
@@ -15,13 +17,26 @@ def _url(path: str) -> str:
     return f"{settings.PUBLIC_BASE_URL}{path}"
 
 
+def conversion_page_url(conversion: Conversion) -> str:
+    """The conversion's web page, where its owner signs in to see it."""
+    return _url(reverse("pages:conversion", args=[conversion.id]))
+
+
 def message(conversion: Conversion) -> tuple[str, str]:
-    """Subject and body. The first line of a done job's email is the classic format its clients read."""
+    """Subject and body. The first line of a done job's email is the classic format its clients read.
+
+    A done job's email carries a fresh signed download link, which a browser opens with no sign-in (the API's
+    download URL needs a token, so a browser would only get a 401).
+    """
     if conversion.status == Conversion.Status.DONE:
+        link = conversion_link_create(conversion=conversion)
         body = (
             f"mp3 file_id: {conversion.id} is now ready!\n\n"
-            f"Your MP3 of {conversion.original_filename} is ready to download:\n"
-            f"{_url(reverse('conversion-download', args=[conversion.id]))}\n\n"
+            f"Your MP3 of {conversion.original_filename} is ready. See it on its page:\n"
+            f"{conversion_page_url(conversion)}\n\n"
+            f"Or download it with this link, no sign-in needed (anyone who has the link can use it, until "
+            f"{link.expires_at:%Y-%m-%d %H:%M} UTC):\n"
+            f"{link.url}\n\n"
             f"Classic API: GET {_url(reverse('classic-download'))}?fid={conversion.id} with your token.\n"
         )
         return "MP3 Download", body

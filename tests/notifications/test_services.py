@@ -1,5 +1,6 @@
 """notifications.services against the real database and Django's mail: what is sent about a finished job, once."""
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from conversions import engine
 from conversions.models import Conversion
+from conversions.services import conversion_link_resolve
 from notifications import services
 from notifications.channels import EmailChannel
 from notifications.models import Delivery
@@ -64,8 +66,12 @@ def test_done_job_is_emailed_once(db, locmem_email, queued):
     assert message.to == [conversion.owner.email]
     assert message.subject == "MP3 Download"
     assert message.body.startswith(f"mp3 file_id: {conversion.id} is now ready!\n")
-    assert f"http://testserver/api/conversions/{conversion.id}/download/" in message.body
+    assert f"http://testserver/conversions/{conversion.id}/\n" in message.body
+    [token] = re.findall(r"http://testserver/links/(\S+)/\n", message.body)
+    assert conversion_link_resolve(token=token) == conversion
     assert f"http://testserver/download?fid={conversion.id}" in message.body
+    # Not the API's download URL, which needs a token: a browser opening it would only get a 401.
+    assert f"/api/conversions/{conversion.id}/download/" not in message.body
     sent = state_of(delivery)
     assert (sent.state, sent.tries, sent.error) == (State.DELIVERED, 1, "")
     notified_at = jobs().get(pk=conversion.pk).notified_at

@@ -146,7 +146,7 @@ def snapshot(job: Conversion) -> dict:
     job = Conversion.objects.get(pk=job.pk)  # raises if it was deleted
     return {
         "status": job.status, "attempt": job.attempt, "error_code": job.error_code, "finished_at": job.finished_at,
-        "source": job.source.name, "mp3": job.mp3.name,
+        "source": job.source.name, "mp3": job.mp3.name, "links_generation": job.links_generation,
         "stored": [default_storage.exists(f.name) for f in (job.source, job.mp3) if f],
     }
 
@@ -160,6 +160,8 @@ def native_requests(job_id) -> list[tuple[str, str]]:
         ("get", f"/api/conversions/{job_id}/download/"),
         ("post", f"/api/conversions/{job_id}/cancel/"),
         ("post", f"/api/conversions/{job_id}/retry/"),
+        ("post", f"/api/conversions/{job_id}/link/"),
+        ("post", f"/api/conversions/{job_id}/links/revoke/"),
         ("get", "/api/auth/me/"),
         ("post", "/api/auth/password/"),
         ("post", "/api/auth/verify/resend/"),
@@ -182,6 +184,8 @@ def test_native_api_with_a_valid_token_works(user, jobs):
     assert client.get("/api/conversions/", **auth).status_code == 200
     assert client.get(f"/api/conversions/{jobs['done'].id}/", **auth).status_code == 200
     assert client.get(f"/api/conversions/{jobs['done'].id}/download/", **auth).status_code == 200
+    assert client.post(f"/api/conversions/{jobs['done'].id}/link/", **auth).status_code == 201
+    assert client.post(f"/api/conversions/{jobs['done'].id}/links/revoke/", **auth).status_code == 204
     assert client.get("/api/auth/me/", **auth).json()["email"] == user.email
 
 
@@ -291,6 +295,7 @@ def test_another_user_gets_404_for_every_job_and_changes_nothing(user, other_use
             ("get", f"/api/conversions/{job.id}/download/"),
             ("post", f"/api/conversions/{job.id}/cancel/"),
             ("post", f"/api/conversions/{job.id}/retry/"),
+            ("post", f"/api/conversions/{job.id}/link/"), ("post", f"/api/conversions/{job.id}/links/revoke/"),
             ("delete", f"/api/conversions/{job.id}/"),
         ]:
             response = getattr(other_client, method)(url)

@@ -10,11 +10,10 @@ import pytest
 from django.core.files.storage import default_storage
 from django.http import HttpResponseBase, StreamingHttpResponse
 from django.test import RequestFactory
-from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from conversions.api.downloads import file_download_response
-from tests.factories import ConversionFactory
+from tests.factories import DoneConversionFactory
 
 # Closing a response sends Django's request_finished, whose handler looks at any database connection an earlier test
 # left open.
@@ -423,8 +422,7 @@ NASTY_RANGES = [
 @pytest.fixture
 def stored_mp3_job(user, media):
     data = media("mp3").read_bytes()
-    job = ConversionFactory(owner=user, status="done", mp3_size=len(data), finished_at=timezone.now())
-    job.mp3.save("ignored", io.BytesIO(data))
+    job = DoneConversionFactory(owner=user, mp3_data=data)
     yield job, data
     default_storage.delete(job.mp3.name)
 

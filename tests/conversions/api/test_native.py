@@ -1,7 +1,10 @@
 """The native API end to end: real upload, real RabbitMQ, real worker processes, real ffmpeg, real SMTP."""
 
+import re
+
 import pytest
 from django.core.files.storage import default_storage
+from django.test import Client
 
 from conversions.models import Conversion
 from tests.conversions.api.helpers import mp3_bytes, upload, wait_finished
@@ -42,8 +45,12 @@ def test_upload_converts_downloads_and_emails(live_workers, api_client, user, me
     assert len(messages) == 1
     assert messages[0]["Subject"] == "MP3 Download"
     text = messages[0].get_payload(decode=True).decode()
-    assert f"mp3 file_id: {job['id']} is now ready!" in text
-    assert f"/api/conversions/{job['id']}/download/" in text
+    assert text.startswith(f"mp3 file_id: {job['id']} is now ready!")
+    assert f"/conversions/{job['id']}/" in text
+    # The signed link in the email downloads the same MP3 with no credentials.
+    link = re.search(r"http://testserver(/links/\S+/)", text)
+    assert link, text
+    assert mp3_bytes(Client().get(link.group(1))) == body
     wait_for(lambda: api_client.get(f"/api/conversions/{job['id']}/").json()["notified_at"], timeout=10,
              message="notified_at")
 
