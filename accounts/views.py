@@ -52,6 +52,7 @@ def check_sign_in_allowed(request, email: str | None) -> None:
 
 
 class RegisterView(APIView):
+    name = "Register"
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
     throttle_classes = [ClientAddressRateThrottle, RegisterAddressThrottle]
@@ -81,6 +82,7 @@ class RegisterView(APIView):
 class VerifyEmailView(APIView):
     """The link in the verification email: confirms the address and answers a short page."""
 
+    name = "Confirm email address"
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
 
@@ -97,6 +99,7 @@ class VerifyEmailView(APIView):
 
 
 class ResendVerificationView(APIView):
+    name = "Resend the confirmation link"
     throttle_classes = [ClientAddressRateThrottle]
     throttle_scope = "register"
 
@@ -128,6 +131,7 @@ TOKEN_ERRORS = {
 class TokenView(TokenObtainPairView):
     """Exchange email and password for an access and a refresh token."""
 
+    name = "Token"
     serializer_class = TokenObtainInputSerializer
     throttle_classes: list = []  # failures are counted per account and address (accounts/throttling.py)
 
@@ -154,6 +158,7 @@ def _refresh_account_email(raw) -> str | None:
 class TokenRefreshView(BaseTokenRefreshView):
     """Exchange a refresh token for a new pair; the used refresh token stops working."""
 
+    name = "Refresh token"
     serializer_class = TokenRefreshInputSerializer
     throttle_classes: list = []
 
@@ -173,6 +178,7 @@ class LogoutView(APIView):
     The default authenticators stay, so a bad token answers 401 with its WWW-Authenticate like every token door.
     """
 
+    name = "Log out"
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(
@@ -191,6 +197,8 @@ class LogoutView(APIView):
 
 
 class PasswordChangeView(APIView):
+    name = "Password"
+
     @extend_schema(
         request=PasswordChangeInputSerializer,
         responses={
@@ -218,6 +226,8 @@ class PasswordChangeView(APIView):
 
 
 class MeView(APIView):
+    name = "Me"
+
     @extend_schema(responses={200: MeOutputSerializer, 401: OpenApiResponse(description="Not signed in.")})
     def get(self, request):
         limits = quota_limits(user=request.user)

@@ -1,6 +1,7 @@
 """Reads for conversions. Every read for a user is scoped to that owner: another user's job simply does not exist."""
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +25,17 @@ def conversion_get(*, user, conversion_id) -> Conversion | None:
     except ValueError:
         return None
     return conversion_list(user=user).filter(pk=conversion_id).first()
+
+
+def conversion_map(*, user, conversion_ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, Conversion]:
+    """The user's jobs among these ids, by id. Ids that are not UUIDs, unknown or another user's are simply absent."""
+    wanted = set()
+    for conversion_id in conversion_ids:
+        try:
+            wanted.add(uuid.UUID(str(conversion_id)))
+        except ValueError:
+            continue
+    return {conversion.id: conversion for conversion in conversion_list(user=user).filter(pk__in=wanted)}
 
 
 def conversion_attempt_rows(*, conversion_id, attempt: int | None) -> QuerySet[Conversion]:

@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     NOT_AUTHENTICATED = "not_authenticated", HTTPStatus.UNAUTHORIZED
     PERMISSION_DENIED = "permission_denied", HTTPStatus.FORBIDDEN
     EMAIL_NOT_VERIFIED = "email_not_verified", HTTPStatus.FORBIDDEN
+    NOT_FOUND = "not_found", HTTPStatus.NOT_FOUND
     INVALID_STATE = "invalid_state", HTTPStatus.CONFLICT
     FILE_TOO_LARGE = "file_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     QUOTA_EXCEEDED = "quota_exceeded", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
@@ -108,6 +109,13 @@ class PermissionDenied(ServiceError):
 class EmailNotVerified(ServiceError):
     code = ErrorCode.EMAIL_NOT_VERIFIED
     message = "Confirm your email address first: follow the link in the email we sent you."
+
+
+class NotFound(ServiceError):
+    """No such job for this user: another user's job is answered the same, so its existence is never revealed."""
+
+    code = ErrorCode.NOT_FOUND
+    message = "There is no conversion with this id."
 
 
 class QuotaExceeded(ServiceError):

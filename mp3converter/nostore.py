@@ -2,8 +2,9 @@
 
 API answers carry private data: tokens (`/api/auth/token/`, the classic `/login`), the signed-in user
 (`/api/auth/me/`), jobs and their names. Neither a shared cache nor the browser may keep a copy. Static files never get
-here: WhiteNoise, before this middleware, answers them with their own caching headers; downloads say
-`private, no-store` themselves (conversions/api/downloads.py).
+here: WhiteNoise, before this middleware, answers them with their own caching headers; downloads and ZIPs say
+`private, no-store` themselves (conversions/api/downloads.py), and a job's JSON answer says `private, no-cache` so its
+owner's client can poll it with If-None-Match (conversions/api/conditional.py): private either way.
 """
 
 from django.http import HttpRequest, HttpResponseBase

@@ -27,12 +27,22 @@ def test_every_api_answer_is_not_stored_errors_included(api_client, client, user
     job = ConversionFactory(owner=user)
     for response in (
         api_client.get("/api/conversions/"),
-        api_client.get(f"/api/conversions/{job.id}/"),
+        api_client.get(f"/api/conversions/{job.id}/", HTTP_ACCEPT="text/html"),  # the browsable API's page
+        api_client.get("/api/conversions/not-a-job/"),  # 404
         api_client.get(f"/api/conversions/{job.id}/download/"),  # 409: not done yet
+        api_client.post("/api/conversions/zip/", {"ids": [str(job.id)]}, format="json"),  # 409: not done yet
         client.get("/api/conversions/"),  # 401
         client.post("/login", HTTP_AUTHORIZATION="Basic bm9ib2R5Om5vdGhpbmc="),  # the classic login, refused
     ):
         assert response["Cache-Control"] == "no-store", (response.status_code, response.wsgi_request.path)
+
+
+def test_a_jobs_json_answer_is_private_and_revalidated_for_polling(api_client, user):
+    job = ConversionFactory(owner=user)
+    response = api_client.get(f"/api/conversions/{job.id}/")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "private, no-cache"
+    assert response.has_header("ETag")
 
 
 def test_a_download_is_private_and_not_stored_and_keeps_its_validators(api_client, user):

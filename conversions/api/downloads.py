@@ -1,4 +1,5 @@
-"""Serving converted files as downloads: `mp3_download` for a job, on `file_download_response`.
+"""Serving converted files as downloads: `mp3_download` for a job, on `file_download_response`; `zip_download` for a
+ZIP of several (conversions/zips.py).
 
 ``file_download_response`` turns an already opened binary file-like object
 (a Django ``File`` wrapping a GridFS ``GridOut``, a local file, ...) into a
@@ -30,14 +31,15 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.utils.http import content_disposition_header, parse_etags
-from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.negotiation import DefaultContentNegotiation
+from zipstream import ZipStream
 
 from mp3converter.errors import InvalidState
 
 from ..engine import MP3
 from ..models import Conversion
 
-__all__ = ["IgnoreAcceptHeader", "file_download_response", "mp3_download"]
+__all__ = ["IgnoreAcceptHeader", "file_download_response", "mp3_download", "zip_download"]
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
@@ -313,12 +315,20 @@ def mp3_download(request: HttpRequest, conversion: Conversion) -> HttpResponseBa
     )
 
 
-class IgnoreAcceptHeader(BaseContentNegotiation):
-    """A download answers with the file whatever the client's Accept header says; errors fall back to the view's
-    first renderer."""
+def zip_download(filename: str, archive: ZipStream) -> StreamingHttpResponse:
+    """A ZIP as an attachment named `filename`, streamed as the archive makes it; sized when the archive knows its
+    length. The archive is closed (and with it any file it opened) when the response is, read to the end or not."""
+    response = StreamingHttpResponse(archive, content_type="application/zip")
+    if archive.sized:
+        response.headers["Content-Length"] = str(len(archive))
+    response.headers["Content-Disposition"] = content_disposition_header(True, filename)
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return response
 
-    def select_parser(self, request, parsers):
-        return parsers[0]
+
+class IgnoreAcceptHeader(DefaultContentNegotiation):
+    """A download answers with the file whatever the client's Accept header says; errors fall back to the view's
+    first renderer. A request body is parsed as usual, by its Content-Type."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type

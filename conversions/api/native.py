@@ -4,10 +4,16 @@ answered by mp3converter.api.exception_handler."""
 from functools import partial
 
 from django.db import transaction
-from django.http import Http404
+from django.http import Http404, HttpResponseNotModified
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -28,8 +34,15 @@ from ..services import (
     conversion_retry,
     upload_check_declared,
 )
-from .downloads import IgnoreAcceptHeader, mp3_download
-from .serializers import ConversionCreateInputSerializer, ConversionOutputSerializer, DownloadLinkOutputSerializer
+from ..zips import conversions_zip
+from .conditional import POLLING_CACHE_CONTROL, not_modified, representation_etag
+from .downloads import IgnoreAcceptHeader, mp3_download, zip_download
+from .serializers import (
+    ConversionCreateInputSerializer,
+    ConversionOutputSerializer,
+    ConversionZipInputSerializer,
+    DownloadLinkOutputSerializer,
+)
 
 # Documented error answers (schema only). Errors are `{"code", "detail"}` (mp3converter.api.exception_handler), or
 # `{field: [messages]}` for a bad request.
@@ -59,18 +72,28 @@ def get_owned_or_404(request, conversion_id) -> Conversion:
     return conversion
 
 
+def job_data(request, conversion: Conversion) -> dict:
+    # A plain dict: the browsable API then builds its forms from the view, not from this output serializer.
+    return dict(ConversionOutputSerializer(conversion, context={"request": request}).data)
+
+
 def job_response(request, conversion: Conversion, status_code: int = status.HTTP_200_OK, **headers) -> Response:
-    return Response(
-        ConversionOutputSerializer(conversion, context={"request": request}).data, status=status_code, headers=headers
-    )
+    return Response(job_data(request, conversion), status=status_code, headers=headers)
 
 
 class ConversionListCreateView(GenericAPIView):
+    name = "Conversions"
     parser_classes = [MultiPartParser, FormParser]
     serializer_class = ConversionOutputSerializer
 
     def get_queryset(self):
         return conversion_list(user=self.request.user)
+
+    def get_serializer_class(self):
+        # The browsable API's upload form: the file and every option.
+        if self.request is not None and self.request.method == "POST":
+            return ConversionCreateInputSerializer
+        return ConversionOutputSerializer
 
     @extend_schema(
         responses={
@@ -127,9 +150,36 @@ class ConversionListCreateView(GenericAPIView):
 
 
 class ConversionDetailView(APIView):
-    @extend_schema(responses={200: ConversionOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND})
+    name = "Conversion"
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "If-None-Match", str, OpenApiParameter.HEADER,
+                description="The ETag of the last answer: 304 with no body while the job has not changed.",
+            )
+        ],
+        responses={
+            200: OpenApiResponse(
+                ConversionOutputSerializer,
+                description="The job, with an ETag that changes whenever its status, progress or anything shown "
+                "changes.",
+            ),
+            304: OpenApiResponse(description="If-None-Match matched: the job has not changed."),
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+        },
+    )
     def get(self, request, conversion_id):
-        return job_response(request, get_owned_or_404(request, conversion_id))
+        data = job_data(request, get_owned_or_404(request, conversion_id))
+        if request.accepted_renderer.format != "json":
+            # The browsable API's page carries forms with a CSRF token: never revalidated from a cached copy.
+            return Response(data)
+        etag = representation_etag(data)
+        headers = {"ETag": etag, "Cache-Control": POLLING_CACHE_CONTROL}
+        if not_modified(request, etag):
+            return HttpResponseNotModified(headers=headers)
+        return Response(data, headers=headers)
 
     @extend_schema(responses={204: None, 401: UNAUTHENTICATED, 404: NOT_FOUND})
     def delete(self, request, conversion_id):
@@ -138,6 +188,7 @@ class ConversionDetailView(APIView):
 
 
 class ConversionDownloadView(APIView):
+    name = "Download"
     content_negotiation_class = IgnoreAcceptHeader
 
     @extend_schema(
@@ -190,6 +241,7 @@ def transition_schema(summary: str, refused: str, more_responses: dict | None = 
 
 @transition_schema("Cancel a queued or running conversion.", "The job is already finished.")
 class ConversionCancelView(ConversionTransitionView):
+    name = "Cancel"
     transition = staticmethod(conversion_cancel)
     refused = "Only queued or processing conversions can be cancelled; this one is {status}."
 
@@ -205,6 +257,7 @@ class ConversionCancelView(ConversionTransitionView):
     },
 )
 class ConversionRetryView(ConversionTransitionView):
+    name = "Retry"
     # A retried job is active again: the owner's active-jobs limit applies.
     transition = staticmethod(partial(conversion_retry, enforce_limits=True))
     refused = "Only failed or cancelled conversions can be retried; this one is {status}."
@@ -239,3 +292,36 @@ class ConversionLinksRevokeView(APIView):
     def post(self, request, conversion_id):
         conversion_links_revoke(conversion=get_owned_or_404(request, conversion_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConversionZipView(APIView):
+    """POST the ids of done conversions: one ZIP of their MP3s, streamed."""
+
+    name = "ZIP"
+    content_negotiation_class = IgnoreAcceptHeader
+
+    @extend_schema(
+        summary="Download several MP3s as one ZIP.",
+        request=ConversionZipInputSerializer,
+        responses={
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The ZIP (attachment mp3s-<UTC date and time>.zip): each MP3 stored once, under its "
+                "download name; a name met twice gets \" (2)\" before its extension.",
+            ),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="No ids, more than 100, or an id that is not a "
+                                 "UUID: {\"ids\": [messages]}."),
+            401: UNAUTHENTICATED,
+            404: OpenApiResponse(
+                ERROR_BODY, description="An id is not one of your conversions (code not_found); the detail names it."
+            ),
+            409: OpenApiResponse(
+                ERROR_BODY, description="A conversion is not done (code invalid_state); the detail names it."
+            ),
+        },
+    )
+    def post(self, request):
+        serializer = ConversionZipInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        filename, archive = conversions_zip(user=request.user, conversion_ids=serializer.validated_data["ids"])
+        return zip_download(filename, archive)

@@ -18,6 +18,7 @@ from .. import engine
 from ..engine import MP3
 from ..models import Conversion
 from ..presets import PRESETS, preset_options
+from ..zips import NO_IDS, TOO_MANY_IDS, ZIP_MAX_CONVERSIONS
 
 
 class OptionField:
@@ -116,6 +117,17 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
 
 class ConversionCreateInputSerializer(ConversionOptionsInputSerializer):
     file = serializers.FileField(help_text="The video (or audio) file to convert.")
+
+
+class ConversionZipInputSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.UUIDField(),
+        allow_empty=False,
+        max_length=ZIP_MAX_CONVERSIONS,
+        error_messages={"required": NO_IDS, "empty": NO_IDS, "max_length": TOO_MANY_IDS},
+        help_text=f"The ids of up to {ZIP_MAX_CONVERSIONS} of your done conversions. Each MP3 goes in once; "
+        "a name met twice gets \" (2)\" before its extension.",
+    )
 
 
 class ConversionErrorSerializer(serializers.Serializer):

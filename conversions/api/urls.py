@@ -13,10 +13,13 @@ from .native import (
     ConversionLinkView,
     ConversionListCreateView,
     ConversionRetryView,
+    ConversionZipView,
 )
 
 urlpatterns = [
     path("", ConversionListCreateView.as_view(), name="conversion-list"),
+    # Before the job's routes: "zip" would otherwise be taken for a job's id.
+    path("zip/", ConversionZipView.as_view(), name="conversion-zip"),
     path("<str:conversion_id>/", ConversionDetailView.as_view(), name="conversion-detail"),
     path("<str:conversion_id>/download/", ConversionDownloadView.as_view(), name="conversion-download"),
     path("<str:conversion_id>/cancel/", ConversionCancelView.as_view(), name="conversion-cancel"),
