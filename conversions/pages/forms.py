@@ -13,12 +13,20 @@ class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
 
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented recipe); the view reads them from request.FILES."""
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        return [single(item, initial) for item in data] if isinstance(data, list | tuple) else single(data, initial)
+
+
 def _choices(values, label=str):
     return [("", _("As the preset says"))] + [(value, label(value)) for value in values]
 
 
 class ConvertForm(forms.Form):
-    files = forms.FileField(
+    files = MultipleFileField(
         label=_("Videos or audio files"),
         widget=MultipleFileInput(attrs={"multiple": True, "accept": "video/*,audio/*"}),
         required=False,

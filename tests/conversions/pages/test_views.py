@@ -85,7 +85,7 @@ def test_a_refused_file_gets_its_sentence_next_to_its_name_and_the_good_one_is_c
     page = response.content.decode()
     rows = re.findall(r'<li class="upload( failed)?">\s*<span class="name">([^<]+)</span>\s*(.*?)</li>', page, re.S)
     by_name = {name: (failed, body) for failed, name, body in rows}
-    assert by_name["notes.txt"][0] and "not a media file" in by_name["notes.txt"][1].lower()
+    assert by_name["notes.txt"][0] and "not a video or audio file" in by_name["notes.txt"][1].lower()
     assert by_name["silent.mp4"][0] and "no audio" in by_name["silent.mp4"][1].lower()
     assert not by_name["tone.wav"][0]
     assert list(Conversion.objects.filter(owner=user).values_list("original_filename", flat=True)) == ["tone.wav"]
