@@ -110,6 +110,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
+# Where the browsable API's sign-in page (/api-auth/login/) leads when it was opened without a `next`.
+LOGIN_REDIRECT_URL = "conversion-list"
 # Django's model backend behind the sign-in throttle: past THROTTLE_LOGIN failures no password is checked, on any
 # door (accounts/throttling.py).
 AUTHENTICATION_BACKENDS = ["accounts.throttling.SignInThrottleBackend"]
