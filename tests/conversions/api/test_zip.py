@@ -103,7 +103,8 @@ def test_a_queued_job_is_a_conflict_naming_it(api_client, user, done_job):
         ({}, "multipart", {"ids": ["Choose at least one conversion."]}),
         ({"ids": "abc"}, "json", {"ids": ['Expected a list of items but got type "str".']}),
         ({"ids": ["abc"]}, "json", {"ids": {"0": ["Must be a valid UUID."]}}),
-        ({"ids": [str(uuid.uuid4()) for _ in range(101)]}, "json", {"ids": ["At most 100 conversions fit in one ZIP."]}),
+        ({"ids": [str(uuid.uuid4()) for _ in range(101)]}, "json",
+         {"ids": ["At most 100 conversions fit in one ZIP."]}),
     ],
     ids=["empty", "missing", "empty-form", "not-a-list", "not-a-uuid", "too-many"],
 )
