@@ -15,6 +15,10 @@ from ..services import user_change_password
 from ..verification import account_email_queue
 
 
+# Django's own code for a wrong old password (a form error, not one of the service's ErrorCodes).
+PASSWORD_INCORRECT = "password_incorrect"
+
+
 class SignInForm(auth_forms.AuthenticationForm):
     """Django's sign-in form with an email field; `authenticate()` runs the sign-in throttle."""
 
@@ -56,7 +60,7 @@ class PasswordChangeForm(auth_forms.PasswordChangeForm):
     def clean_old_password(self):
         old_password = self.cleaned_data["old_password"]
         if user_authenticate(request=self.request, email=self.user.email, password=old_password) is None:
-            raise ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+            raise ValidationError(self.error_messages[PASSWORD_INCORRECT], code=PASSWORD_INCORRECT)
         return old_password
 
     def save(self, commit=True):

@@ -34,7 +34,7 @@ from ..services import (
     conversion_retry,
     upload_check_declared,
 )
-from ..zips import conversions_zip
+from ..zips import ZIP_MAX_CONVERSIONS, conversions_zip
 from .conditional import POLLING_CACHE_CONTROL, not_modified, representation_etag
 from .downloads import IgnoreAcceptHeader, mp3_download, zip_download
 from .serializers import (
@@ -309,8 +309,11 @@ class ConversionZipView(APIView):
                 description="The ZIP (attachment mp3s-<UTC date and time>.zip): each MP3 stored once, under its "
                 "download name; a name met twice gets \" (2)\" before its extension.",
             ),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="No ids, more than 100, or an id that is not a "
-                                 "UUID: {\"ids\": [messages]}."),
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description=f"No ids, more than {ZIP_MAX_CONVERSIONS}, or an id that is not a UUID: "
+                '{"ids": [messages]}.',
+            ),
             401: UNAUTHENTICATED,
             404: OpenApiResponse(
                 ERROR_BODY, description="An id is not one of your conversions (code not_found); the detail names it."

@@ -118,6 +118,11 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
 class ConversionCreateInputSerializer(ConversionOptionsInputSerializer):
     file = serializers.FileField(help_text="The video (or audio) file to convert.")
 
+    def get_fields(self):
+        # The file first, then the options: the browsable API's form reads from the top.
+        fields = super().get_fields()
+        return {"file": fields.pop("file"), **fields}
+
 
 class ConversionZipInputSerializer(serializers.Serializer):
     ids = serializers.ListField(

@@ -162,6 +162,7 @@ def native_requests(job_id) -> list[tuple[str, str]]:
         ("post", f"/api/conversions/{job_id}/retry/"),
         ("post", f"/api/conversions/{job_id}/link/"),
         ("post", f"/api/conversions/{job_id}/links/revoke/"),
+        ("post", "/api/conversions/zip/"),
         ("get", "/api/auth/me/"),
         ("post", "/api/auth/password/"),
         ("post", "/api/auth/verify/resend/"),
@@ -171,6 +172,8 @@ def native_requests(job_id) -> list[tuple[str, str]]:
 def call(client, method: str, url: str, **headers):
     if method == "post" and url == "/api/conversions/":
         return client.post(url, {"file": ContentFile(b"not read", name="clip.mp4")}, **headers)
+    if url == "/api/conversions/zip/":  # well-formed, naming the owner's done job
+        return client.post(url, {"ids": [str(job.id) for job in Conversion.objects.filter(status="done")]}, **headers)
     if url == "/api/auth/password/":  # a well-formed change: only the credentials are wrong
         return client.post(url, {"old_password": PASSWORD, "new_password": "an-unguessable-passphrase-8"}, **headers)
     return getattr(client, method)(url, **headers)
@@ -186,6 +189,7 @@ def test_native_api_with_a_valid_token_works(user, jobs):
     assert client.get(f"/api/conversions/{jobs['done'].id}/download/", **auth).status_code == 200
     assert client.post(f"/api/conversions/{jobs['done'].id}/link/", **auth).status_code == 201
     assert client.post(f"/api/conversions/{jobs['done'].id}/links/revoke/", **auth).status_code == 204
+    assert call(client, "post", "/api/conversions/zip/", **auth).status_code == 200
     assert client.get("/api/auth/me/", **auth).json()["email"] == user.email
 
 
@@ -301,6 +305,7 @@ def test_another_user_gets_404_for_every_job_and_changes_nothing(user, other_use
             response = getattr(other_client, method)(url)
             assert response.status_code == 404, (name, method, url, response.status_code)
             assert response.json() == {"detail": "No conversion with this id."}
+        assert other_client.post("/api/conversions/zip/", {"ids": [str(job.id)]}).json()["code"] == "not_found", name
         response = classic.get("/download", {"fid": str(job.id)},
                                HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(other_user)}")
         assert response.status_code == 404, (name, response.status_code)
