@@ -24,7 +24,7 @@ OPEN_PAGES = pytest.StashKey[list]()
 # Long enough for a page of the live server on two busy cores, short enough that a missing element fails quickly.
 TIMEOUT_MS = 15_000
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
 
 @pytest.fixture(scope="package", autouse=True)

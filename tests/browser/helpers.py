@@ -147,8 +147,12 @@ def mail_link(mailbox, to: str, path_prefix: str, *, timeout: float = 30) -> str
 
 # --- Console and page errors --------------------------------------------------------------------------------------
 # Chromium asks every origin for /favicon.ico by itself when a page names no icon: that 404 is the browser's guess,
-# not an error of the page. An icon a page names and cannot load is still an error (it is logged from the page's URL).
-BROWSER_NOISE = (re.compile(r"^console error: Failed to load resource: .*status of 404 .*\(at https?://[^/]+/favicon\.ico:"),)
+# not an error of the page. An icon at any other address that fails to load is still an error.
+BROWSER_NOISE = (
+    re.compile(r"^console error: Failed to load resource: .*status of 404 .*\(at https?://[^/]+/favicon\.ico:"),
+)
+
+
 @dataclass
 class BrowserErrors:
     """The console errors and uncaught page errors of one page, and the ones the test said it expects."""
@@ -159,7 +163,8 @@ class BrowserErrors:
     def on_console(self, message) -> None:
         if message.type == "error":
             where = message.location or {}
-            self.seen.append(f"console error: {message.text} (at {where.get('url', '?')}:{where.get('lineNumber', '?')})")
+            at = f"{where.get('url', '?')}:{where.get('lineNumber', '?')}"
+            self.seen.append(f"console error: {message.text} (at {at})")
 
     def on_page_error(self, error) -> None:
         self.seen.append(f"page error: {error.name}: {error.message}")

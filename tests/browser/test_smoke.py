@@ -6,7 +6,6 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from tests.browser import conftest
-from tests.conversions.api.helpers import upload, wait_finished
 from tests.browser.helpers import (
     assert_accessible,
     axe,
@@ -17,6 +16,7 @@ from tests.browser.helpers import (
     mail_link,
     sign_in,
 )
+from tests.conversions.api.helpers import upload, wait_finished
 from tests.factories import PASSWORD, UserFactory
 from tests.fixtures.users import bearer_client
 from tests.utils import wait_for
