@@ -32,8 +32,8 @@ def _orm_beside_playwright():
     # Playwright's sync API drives the browser from an asyncio event loop that it leaves marked as running in this
     # thread while the test runs (parked in a greenlet between calls). Django's ORM sees a running loop and refuses to
     # run (SynchronousOnlyOperation), although every query here is made synchronously by the test's own thread, never
-    # from a coroutine, so the refusal protects nothing. The switch is on only while tests/browser runs: the browser is
-    # package-scoped too, so the rest of the suite runs with neither the loop nor the switch. Worker processes never
+    # from a coroutine, so the refusal has nothing to protect here. The switch is on only while tests/browser runs: the
+    # browser is package-scoped too, so the rest of the suite runs with neither the loop nor the switch. Workers never
     # inherit it (tests/fixtures/workers.py).
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -104,24 +104,6 @@ def phone_page(new_page):
 
 
 # --- The service behind the pages ---------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def live_server(request):
-    """pytest-django's live server (its address: DJANGO_LIVE_TEST_SERVER_ADDRESS, 127.0.0.1 in tests/settings.py).
-
-    Django wraps every live server in a handler that serves MEDIA_ROOT at MEDIA_URL. The project's MEDIA_URL is None
-    (files leave only through the owner-checked download views), which that handler cannot parse; started with a
-    MEDIA_URL on another host, the handler passes every request on, so no stored file is reachable by URL here either.
-    """
-    from django.test.utils import override_settings
-    from pytest_django.live_server_helper import LiveServer
-
-    address = request.config.getvalue("liveserver") or os.environ.get("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
-    with override_settings(MEDIA_URL="http://media.invalid/"):
-        server = LiveServer(address)  # the handler reads MEDIA_URL once, before the server answers
-    yield server
-    server.stop()
-
-
 @dataclass
 class App:
     url: str  # the live server, e.g. http://127.0.0.1:41234
@@ -131,8 +113,8 @@ class App:
 
 @pytest.fixture
 def app(live_server, live_workers, mailbox, settings) -> App:
-    """The whole service for a browser: pytest-django's live server (a thread on 127.0.0.1, the suite's MariaDB test
-    database, committed rows), the real convert and notify workers, and the SMTP catcher.
+    """The whole service for a browser: the live server (tests/fixtures/services.py: a thread on 127.0.0.1, the
+    MariaDB test database, committed rows), the real convert and notify workers, and the SMTP catcher.
 
     Links this process builds point at the live server. The workers, shared by the whole session, build theirs on the
     suite's PUBLIC_BASE_URL; `helpers.mail_link` moves such links onto the live server.
