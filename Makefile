@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Run apt as root directly, or through sudo for a developer account.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test audit bench system-deps venv clean-local
+.PHONY: run test screenshots audit bench system-deps venv clean-local
 
 run: venv var/.env-ready
 	$(BIN)/python manage.py migrate --noinput
@@ -31,6 +31,12 @@ var/.env-ready:
 test: venv
 	bash tests/services.sh
 	$(BIN)/python -m pytest
+
+# docs/screenshots/: each page of tests/browser/screenshots.py (PAGES) on a desktop and a phone, in Debian's Chromium,
+# from a live server with real workers. Pages not built yet are skipped.
+screenshots: venv
+	bash tests/services.sh
+	$(BIN)/python -m pytest -m screenshots tests/browser/screenshots.py
 
 # Known vulnerabilities in every pin (runtime and test: tests/requirements.txt includes requirements.txt), from PyPI's
 # advisory data; needs pypi.org. --strict fails on a pin it could not look up instead of passing over it.

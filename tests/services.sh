@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make a real MariaDB and RabbitMQ (and the kustomize binary) available on this machine for the test suite, and
-# install redis-server, which the suite starts itself on a port of its own (tests/fixtures/services.py).
+# install redis-server, which the suite starts itself on a port of its own (tests/fixtures/services.py), and Debian's
+# chromium for the browser tests (tests/browser/).
 #
 # Meant for a Debian 12 box without systemd (CI containers, dev VMs): daemons are
 # started by hand. Idempotent: every step checks first, so a second run only
@@ -19,7 +20,8 @@ MQ_VHOST=${MP3C_MQ_VHOST:-mp3converter}
 MQ_TEST_VHOST=${MP3C_MQ_TEST_VHOST:-mp3converter_test}
 MQ_CONSUMER_TIMEOUT_MS=${MP3C_MQ_CONSUMER_TIMEOUT_MS:-7500000}
 
-PACKAGES=(mariadb-server rabbitmq-server redis-server libmariadb-dev pkg-config)
+# Chromium (with a font, so pages render text) for the browser tests, driven by Playwright.
+PACKAGES=(mariadb-server rabbitmq-server redis-server libmariadb-dev pkg-config chromium fonts-dejavu-core)
 DEADLINE=60 # seconds to wait for a daemon to answer
 PROJECT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 

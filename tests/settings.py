@@ -33,6 +33,8 @@ os.environ.setdefault("TEST_SMTP_PORT", str(_free_port()))
 os.environ.setdefault("EMAIL_URL", f"smtp://127.0.0.1:{os.environ['TEST_SMTP_PORT']}")
 os.environ.setdefault("EMAIL_TIMEOUT", "5")
 os.environ.setdefault("PUBLIC_BASE_URL", "http://testserver")
+# pytest-django's live server (the browser tests) listens on the loopback address, which ALLOWED_HOSTS names.
+os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 # Tests sign in many times a minute; the throttling test sets its own low rate.
 os.environ.setdefault("THROTTLE_LOGIN", "10000/min")
 os.environ.setdefault("THROTTLE_REGISTER", "10000/min")
