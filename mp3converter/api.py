@@ -2,6 +2,7 @@
 EXCEPTION_HANDLER). The classic API has its own handler, in plain text (conversions/api/classic.py)."""
 
 from django.db import InterfaceError, OperationalError
+from rest_framework import renderers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -33,3 +34,15 @@ def exception_handler(exc, context):
         # Reads like any other field error: {"audio_track": ["This file has 1 audio track: ..."]}.
         return Response(fields, status=error.status, headers=error_headers(error))
     return Response({"code": error.code, "detail": error.message}, status=error.status, headers=error_headers(error))
+
+
+# DRF's HTML pages (the browsable API and its sign-in page) set inline styles in their templates: these pages alone
+# allow them. Scripts stay the site's own files, as everywhere.
+INLINE_STYLES = {"style-src": ["'unsafe-inline'"]}
+
+
+class BrowsableAPIRenderer(renderers.BrowsableAPIRenderer):
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if (response := (renderer_context or {}).get("response")) is not None:
+            response._csp_update = INLINE_STYLES  # read by django-csp's middleware (what `csp_update` sets)
+        return super().render(data, accepted_media_type, renderer_context)

@@ -48,7 +48,8 @@ class TextOption(OptionField, serializers.CharField):
 
 
 class BooleanOption(OptionField, serializers.BooleanField):
-    pass
+    # A box left out of a form is not given (DRF would read it as false), so a preset's `true` stands.
+    default_empty_html = empty
 
 
 class OptionFieldSchema(OpenApiSerializerFieldExtension):

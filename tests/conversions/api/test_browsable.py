@@ -92,7 +92,7 @@ def test_the_upload_form_has_the_file_and_every_option(client, user):
     assert fields["file"]["tag"] == "input" and fields["file"]["type"] == "file"
     assert re.search(r'<input (?=[^>]*type="file")(?=[^>]*name="file")', html)
     options = set(ConversionCreateInputSerializer().fields) - {"file"}
-    assert options == set(OutputOptions.names())  # every option the engine knows, nothing else
+    assert options == {*OutputOptions.names(), "preset"}  # every option the engine knows, and the presets
     for name in options:
         assert fields[name]["tag"] in ("input", "select"), name
     assert fields["normalize"]["type"] == fields["cover"]["type"] == "checkbox"
@@ -100,10 +100,10 @@ def test_the_upload_form_has_the_file_and_every_option(client, user):
     assert list(fields)[1] == "file"  # first, after the CSRF token
 
 
-def test_the_login_redirect_without_next_is_the_conversions_page(settings):
-    from django.shortcuts import resolve_url
-
-    assert resolve_url(settings.LOGIN_REDIRECT_URL) == "/api/conversions/"
+def test_the_login_redirect_without_next_is_the_conversions_page(user):
+    browser = Client()
+    signed_in = browser.post("/api-auth/login/", {"username": user.email, "password": PASSWORD})
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/api/conversions/"
 
 
 @pytest.mark.e2e

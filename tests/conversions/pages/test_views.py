@@ -280,3 +280,10 @@ def test_templates_are_ready_for_translation():
         if "rest_framework" in template.parts:
             continue
         assert re.search(r"{% load [^%]*\bi18n\b", template.read_text()), f"{template} does not load i18n"
+
+
+def test_a_preset_sent_to_the_api_as_a_form_keeps_its_switches_unless_one_is_sent(api_client, media):
+    voice = upload(api_client, media("wav"), preset="voice").json()
+    assert voice["options"]["normalize"] is True and voice["options"]["bitrate_kbps"] == 64
+    plain = upload(api_client, media("wav"), preset="voice", normalize="false").json()
+    assert "normalize" not in plain["options"]
