@@ -57,11 +57,13 @@ class Shot(NamedTuple):
 
 # Every page the screenshots show, in one place.
 PAGES = [
+    Shot("welcome", "/"),
     Shot("signup", "/account/signup/"),
     Shot("login", "/account/login/"),
     Shot("convert", "/", signed_in_with_conversions),
     Shot("conversions", "/conversions/", signed_in_with_conversions),
     Shot("conversion", "/conversions/{conversion}/", signed_in_with_conversions),
+    Shot("account", "/account/", signed_in_with_conversions),
     Shot("api-docs", "/api/docs/"),
     Shot("admin-login", "/admin/login/"),
 ]
