@@ -124,11 +124,12 @@ def test_two_dropped_files_upload_and_finish_without_a_reload_then_play_and_down
     rows.first.get_by_role("link", name="Details").click()
     audio = page.locator("audio")
     expect(audio).to_be_visible()
-    page.wait_for_function("document.querySelector('audio').duration > 0")
+    # Predicates as functions: Playwright would evaluate a bare expression with eval, which the page's CSP refuses.
+    page.wait_for_function("() => document.querySelector('audio').duration > 0")
     assert abs(audio.evaluate("a => a.duration") - 3.0) < 0.5
     audio.click()  # a person's gesture, so the browser lets it play
     audio.evaluate("a => a.play()")
-    page.wait_for_function("document.querySelector('audio').currentTime > 0")
+    page.wait_for_function("() => document.querySelector('audio').currentTime > 0")
     assert_accessible(page)
 
     with page.expect_download() as download:
