@@ -30,7 +30,7 @@ class ConvertForm(forms.Form):
         label=_("Videos or audio files"),
         widget=MultipleFileInput(attrs={"multiple": True, "accept": "video/*,audio/*"}),
         required=False,
-        help_text=_("Pick one or more files, or drop them on this box. Each file becomes its own conversion."),
+        help_text=_("Pick one or more files, or drop them anywhere on this page. Each file becomes its own conversion."),
     )
     preset = forms.ChoiceField(
         label=_("Quality"),

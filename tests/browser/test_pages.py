@@ -26,8 +26,8 @@ def signed_in_page(page, app, user=None):
     return user
 
 
-def drop(page, paths) -> None:
-    """A real drop event on the drop zone, carrying the files in a DataTransfer, as a person dragging them does."""
+def drop(page, paths, target: str = "#dropzone") -> None:
+    """A real drop event on `target`, carrying the files in a DataTransfer, as a person dragging them does."""
     files = [{"name": path.name, "data": base64.b64encode(path.read_bytes()).decode()} for path in paths]
     transfer = page.evaluate_handle(
         """files => {
@@ -40,8 +40,8 @@ def drop(page, paths) -> None:
         }""",
         files,
     )
-    page.dispatch_event("#dropzone", "dragenter", {"dataTransfer": transfer})
-    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    page.dispatch_event(target, "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event(target, "drop", {"dataTransfer": transfer})
 
 
 def is_mp3(path) -> bool:
@@ -157,7 +157,7 @@ def test_a_refused_file_says_why_next_to_its_name(app, page, media):
     signed_in_page(page, app)
     page.goto(f"{app.url}/")
     expect_browser_error(page, r"status of 415")  # the browser logs the refused upload; the page says why
-    drop(page, [media("text")])
+    drop(page, [media("text")], target="h1")  # anywhere on the page, not only on the box
     row = page.locator("#uploads li")
     expect(row.locator(".name")).to_have_text("notes.txt")
     expect(row.get_by_role("alert")).to_contain_text("not a video or audio file")

@@ -190,14 +190,16 @@
       send(input.files);
       input.value = "";
     });
+    // Files dropped anywhere on the page are uploaded (the browser would otherwise open them in place of the page).
     ["dragenter", "dragover"].forEach(function (name) {
-      zone.addEventListener(name, function (event) { event.preventDefault(); zone.classList.add("dragging"); });
+      document.addEventListener(name, function (event) { event.preventDefault(); zone.classList.add("dragging"); });
     });
-    ["dragleave", "drop"].forEach(function (name) {
-      zone.addEventListener(name, function () { zone.classList.remove("dragging"); });
+    document.addEventListener("dragleave", function (event) {
+      if (!event.relatedTarget) zone.classList.remove("dragging");  // left the window
     });
-    zone.addEventListener("drop", function (event) {
+    document.addEventListener("drop", function (event) {
       event.preventDefault();
+      zone.classList.remove("dragging");
       if (event.dataTransfer && event.dataTransfer.files.length) send(event.dataTransfer.files);
     });
   }
