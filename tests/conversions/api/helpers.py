@@ -19,6 +19,18 @@ def wait_finished(client, conversion_id, timeout=90):
     return wait_for(finished, timeout=timeout, message=f"conversion {conversion_id} to finish")
 
 
+def convert_all(client, paths, **fields) -> list[str]:
+    """Upload each file, then wait until every one is done; their ids, in order."""
+    ids = []
+    for path in paths:
+        response = upload(client, path, **fields)
+        assert response.status_code == 202, response.content
+        ids.append(response.json()["id"])
+    for conversion_id in ids:
+        assert wait_finished(client, conversion_id)["status"] == "done"
+    return ids
+
+
 def mp3_bytes(response) -> bytes:
     return b"".join(response.streaming_content)
 

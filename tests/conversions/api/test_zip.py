@@ -10,7 +10,7 @@ from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.conversions.api.helpers import mp3_bytes, upload, wait_finished
+from tests.conversions.api.helpers import convert_all, mp3_bytes
 from tests.factories import ConversionFactory
 from tests.media import probe_output
 
@@ -23,13 +23,7 @@ def test_the_route_is_not_taken_for_a_jobs_id():
 
 @pytest.mark.e2e
 def test_two_converted_jobs_in_one_zip(live_workers, api_client, media, tmp_path):
-    ids = []
-    for spec in ("mp4_aac", "mkv_opus"):
-        response = upload(api_client, media(spec))
-        assert response.status_code == 202, response.content
-        ids.append(response.json()["id"])
-    for conversion_id in ids:
-        assert wait_finished(api_client, conversion_id)["status"] == "done"
+    ids = convert_all(api_client, [media("mp4_aac"), media("mkv_opus")])
     downloads = [mp3_bytes(api_client.get(f"/api/conversions/{conversion_id}/download/")) for conversion_id in ids]
 
     response = api_client.post(ZIP_URL, {"ids": ids}, format="json")

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from conversions.models import Conversion
-from tests.conversions.api.helpers import mp3_bytes, upload, wait_finished
+from tests.conversions.api.helpers import convert_all, mp3_bytes, upload
 from tests.factories import ConversionFactory, UserFactory
 from tests.fixtures.users import bearer_client
 
@@ -212,14 +212,7 @@ def test_a_next_that_leaves_the_site_is_ignored():
 def two_done(live_workers, media):
     user = UserFactory()
     api = bearer_client(user)
-    ids = []
-    for spec in ("mp4_aac", "wav"):
-        response = upload(api, media(spec))
-        assert response.status_code == 202, response.content
-        ids.append(response.json()["id"])
-    for job_id in ids:
-        assert wait_finished(api, job_id)["status"] == "done"
-    return user, api, ids
+    return user, api, convert_all(api, [media("mp4_aac"), media("wav")])
 
 
 def test_a_done_job_has_a_player_on_the_ranged_download_and_a_share_link(two_done):
