@@ -33,18 +33,18 @@ class ErrorCodeFilter(admin.SimpleListFilter):
 class ConversionAdmin(admin.ModelAdmin):
     list_display = ["original_filename", "owner", "status", "progress", "error", "duration_seconds", "mp3_size", "created_at"]
     list_filter = ["status", ErrorCodeFilter, "created_at", ("owner", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["original_filename", "owner__email", "=id"]
+    search_fields = ["original_filename", "source_url", "owner__email", "=id"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["retry_failed", "cancel", resend_email]
     readonly_fields = [
-        "id", "owner", "original_filename", "stored_source", "source_size", "status", "progress", "attempt",
+        "id", "owner", "original_filename", "source_url", "stored_source", "source_size", "status", "progress", "attempt",
         "error", "error_message", "error_detail", "stored_mp3", "mp3_size", "duration_seconds", "options",
         "created_at", "started_at", "finished_at", "notified",
     ]
     fieldsets = (
         (None, {"fields": ("id", "owner", "original_filename", "status", "progress", "attempt", "options")}),
-        ("Files", {"fields": ("stored_source", "source_size", "stored_mp3", "mp3_size", "duration_seconds")}),
+        ("Files", {"fields": ("source_url", "stored_source", "source_size", "stored_mp3", "mp3_size", "duration_seconds")}),
         ("Failure", {"fields": ("error", "error_message", "error_detail")}),
         ("Timeline", {"fields": ("created_at", "started_at", "finished_at", "notified")}),
     )
@@ -71,7 +71,7 @@ class ConversionAdmin(admin.ModelAdmin):
         return conversion.notified_at or "-"
 
     def has_add_permission(self, request):
-        return False  # jobs are created by uploads only
+        return False  # jobs are created by uploads and URL imports only
 
     @admin.action(description="Retry selected failed or cancelled conversions", permissions=["change"])
     def retry_failed(self, request, queryset):

@@ -21,6 +21,7 @@ def mp3_upload_to(instance: "Conversion", filename: str) -> str:
 class Conversion(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
+        FETCHING = "fetching"  # a URL job's source is being downloaded (the chain's fetch step)
         PROCESSING = "processing"
         DONE = "done"
         FAILED = "failed"
@@ -31,6 +32,9 @@ class Conversion(models.Model):
     original_filename = models.CharField(max_length=255)
     source = models.FileField(upload_to=source_upload_to, max_length=255, blank=True)
     source_size = models.BigIntegerField(default=0)
+    # Where the source comes from when it was imported from a URL instead of uploaded; empty for uploads. Such a job
+    # has no stored source until the fetch step has downloaded it.
+    source_url = models.URLField(max_length=2048, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     # Bumped by every retry; messages carry it, so a stale message from an earlier attempt changes nothing.
     attempt = models.PositiveIntegerField(default=1)
@@ -62,7 +66,9 @@ class Conversion(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     # Where a job may go from each state: the services only move a job along these edges.
-    CANCELLABLE = (Status.QUEUED, Status.PROCESSING)
+    CANCELLABLE = (Status.QUEUED, Status.FETCHING, Status.PROCESSING)
+    # Queued, fetching or processing: counted against the active-jobs limit, failed by conversion_mark_failed.
+    ACTIVE = CANCELLABLE
     RETRYABLE = (Status.FAILED, Status.CANCELLED)
     FINISHED = (Status.DONE, Status.FAILED)
 

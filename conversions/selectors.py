@@ -53,7 +53,7 @@ UPLOAD_WINDOW = timedelta(hours=1)
 class Usage:
     """What an account uses of its limits right now."""
 
-    active_jobs: int  # queued or processing
+    active_jobs: int  # queued, fetching or processing
     uploads_last_hour: int  # accepted uploads, deleted jobs' included
     storage_bytes: int  # stored sources and MP3s together
 
@@ -62,7 +62,7 @@ def conversion_usage(*, user) -> Usage:
     rows = Conversion.objects.filter(owner=user)
     totals = rows.aggregate(sources=Sum("source_size"), mp3s=Sum("mp3_size"))
     return Usage(
-        active_jobs=rows.filter(status__in=[Conversion.Status.QUEUED, Conversion.Status.PROCESSING]).count(),
+        active_jobs=rows.filter(status__in=Conversion.ACTIVE).count(),
         uploads_last_hour=UploadRecord.objects.filter(owner=user, created_at__gt=timezone.now() - UPLOAD_WINDOW).count(),
         storage_bytes=(totals["sources"] or 0) + (totals["mp3s"] or 0),
     )

@@ -1,4 +1,5 @@
-"""Celery tasks: thin wrappers that load by id and call a service."""
+"""Celery tasks: thin wrappers that load by id and call a service: the chain's fetch step (URL jobs only, on the
+`fetch` queue) and its convert step."""
 
 import logging
 import uuid
@@ -67,23 +68,34 @@ def _sweep_stale_workdirs(**kwargs) -> None:
 
 
 @shared_task(bind=True, max_retries=CONVERT_MAX_RETRIES)
-def convert_video_task(self, conversion_id: str, attempt: int | None = None) -> None:
+def fetch_source_task(self, conversion_id: str, attempt: int | None = None) -> None:
+    from .services import conversion_fetch
+
     conversion_id = checked_job_id(self, conversion_id)
     attempt = checked_number(self, "attempt", attempt, optional=True)
     with job_context(conversion_id):
-        _convert(self, conversion_id, attempt)
+        _run_step(self, conversion_fetch, conversion_id, attempt)
 
 
-def _convert(task, conversion_id: str, attempt: int | None) -> None:
+@shared_task(bind=True, max_retries=CONVERT_MAX_RETRIES)
+def convert_video_task(self, conversion_id: str, attempt: int | None = None) -> None:
+    from .services import conversion_convert
+
+    conversion_id = checked_job_id(self, conversion_id)
+    attempt = checked_number(self, "attempt", attempt, optional=True)
+    with job_context(conversion_id):
+        _run_step(self, conversion_convert, conversion_id, attempt)
+
+
+def _run_step(task, step, conversion_id: str, attempt: int | None) -> None:
+    """Run one step's service; transient errors retry with backoff, anything unexpected fails the job."""
     from .engine import ConversionTimeout
-    from .services import conversion_convert, conversion_heartbeat, conversion_mark_failed
+    from .services import conversion_heartbeat, conversion_mark_failed
 
     try:
         # RabbitMQ flags a message it hands out again after its consumer died without acknowledging it.
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        conversion_convert(
-            conversion_id=conversion_id, attempt=attempt, redelivered=redelivered, retrying=task.request.retries > 0
-        )
+        step(conversion_id=conversion_id, attempt=attempt, redelivered=redelivered, retrying=task.request.retries > 0)
     except SoftTimeLimitExceeded:
         conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=ConversionTimeout())
     except TRANSIENT_ERRORS as exc:

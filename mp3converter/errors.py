@@ -51,6 +51,10 @@ class ErrorCode(StrEnum):
     CORRUPT_MEDIA = "corrupt_media", HTTPStatus.UNPROCESSABLE_ENTITY
     TIMEOUT = "timeout", HTTPStatus.UNPROCESSABLE_ENTITY
     CANCELLED = "cancelled", HTTPStatus.CONFLICT
+    # Importing a source from a URL (conversions/services/fetching.py, mp3converter/outbound.py)
+    FETCH_FAILED = "fetch_failed", HTTPStatus.BAD_GATEWAY
+    SOURCE_TOO_LARGE = "source_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    FORBIDDEN_ADDRESS = "forbidden_address", HTTPStatus.FORBIDDEN
     # The service's side
     INTERNAL_ERROR = "internal_error", HTTPStatus.INTERNAL_SERVER_ERROR
     QUEUE_UNAVAILABLE = "queue_unavailable", HTTPStatus.SERVICE_UNAVAILABLE

@@ -1,7 +1,7 @@
 """The suite's fixtures, one plugin module per kind (tests/fixtures/); the slow ones are session-scoped.
 
 Services the suite expects (started by tests/services.sh): MariaDB and RabbitMQ. Everything else is started by the
-fixtures: the SMTP and S3 servers, Celery workers, media.
+fixtures: the SMTP and S3 servers, a local HTTP server for URL imports, Celery workers, media.
 """
 
 import shutil
@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.mail",
     "tests.fixtures.services",
     "tests.fixtures.workers",
+    "tests.fixtures.remote",
 ]
 
 

@@ -2,6 +2,7 @@
 
     POST /login              HTTP Basic (email:password)  -> 200, the raw JWT
     POST /upload             Bearer JWT, one multipart file -> 200 "success! fid=<id>"
+                             (or a `source_url` form field instead of the file: imported from that URL)
     GET  /download?fid=<id>  Bearer JWT                    -> 200 audio/mpeg
 
 Its bodies and statuses are a contract: `ClassicView.handle_exception` is its one error handler.
@@ -31,9 +32,9 @@ from mp3converter.errors import InvalidRequest, NotAuthenticated, PermissionDeni
 
 from ..engine import MP3
 from ..selectors import conversion_get
-from ..services import conversion_create, upload_check_declared
+from ..services import conversion_create, conversion_create_from_url, upload_check_declared
 from .downloads import IgnoreAcceptHeader, mp3_download
-from .serializers import ConversionOptionsInputSerializer
+from .serializers import ConversionOptionsInputSerializer, ConversionSourceUrlInputSerializer
 
 
 class PlainTextRenderer(BaseRenderer):
@@ -148,11 +149,14 @@ class ClassicUploadView(ClassicView):
 
     @extend_schema(
         tags=["classic"],
-        summary="Upload exactly one file (any field name) to convert.",
+        summary="Upload exactly one file (any field name) to convert, or send a source_url form field to import it.",
         request={"multipart/form-data": {"type": "object", "additionalProperties": {"type": "string", "format": "binary"}}},
         responses={
             (200, "text/plain"): plain("success! fid=<id>"),
-            (400, "text/plain"): plain("exactly 1 file required | the submitted file is empty | a bad option"),
+            (400, "text/plain"): plain(
+                "exactly 1 file required | the submitted file is empty | a bad option | a bad source_url | send either "
+                "a file or a source_url, not both"
+            ),
             **BEARER_REFUSED,
             (403, "text/plain"): plain(
                 "not authorized: a bad, expired or foreign token, or an inactive or deleted user | Confirm your email "
@@ -177,6 +181,16 @@ class ClassicUploadView(ClassicView):
             files = [upload for field in request.FILES for upload in request.FILES.getlist(field)]
         except (exceptions.ParseError, exceptions.UnsupportedMediaType):
             files = []
+        source_url = ConversionSourceUrlInputSerializer(data=request.data)
+        source_url.is_valid(raise_exception=True)
+        if source_url := source_url.validated_data.get("source_url"):
+            # Import from a URL instead of a file: the same answer once the job is queued.
+            if files:
+                raise InvalidRequest("send either a file or a source_url, not both")
+            options = ConversionOptionsInputSerializer(data=request.data)
+            options.is_valid(raise_exception=True)
+            conversion = conversion_create_from_url(owner=user, source_url=source_url, options=options.to_options())
+            return text(f"success! fid={conversion.id}", Location=reverse("conversion-detail", args=[conversion.id]))
         if len(files) != 1:
             raise InvalidRequest("exactly 1 file required")
         if not files[0].size:

@@ -28,6 +28,7 @@ from ..selectors import conversion_get, conversion_list
 from ..services import (
     conversion_cancel,
     conversion_create,
+    conversion_create_from_url,
     conversion_delete,
     conversion_link_create,
     conversion_links_revoke,
@@ -54,13 +55,15 @@ ERROR_BODY = inline_serializer(
     },
 )
 FIELD_ERRORS = OpenApiResponse(
-    OpenApiTypes.OBJECT, description="A bad option, no file, an empty file or more than one: {field: [messages]}."
+    OpenApiTypes.OBJECT,
+    description="A bad option, no file, an empty file or more than one, a bad source_url, or both a file and a "
+    "source_url: {field: [messages]}.",
 )
 UNAUTHENTICATED = OpenApiResponse(ERROR_BODY, description="No or bad credentials.")
 NOT_FOUND = OpenApiResponse(ERROR_BODY, description="No such conversion, or it is another user's.")
 RATE_LIMITED = OpenApiResponse(
     ERROR_BODY,
-    description="The account has QUOTA_ACTIVE_JOBS conversions queued or processing, or made QUOTA_UPLOADS_PER_HOUR "
+    description="The account has QUOTA_ACTIVE_JOBS conversions queued, fetching or processing, or made QUOTA_UPLOADS_PER_HOUR "
     "uploads in the last hour (code rate_limited); Retry-After says when to try again.",
 )
 
@@ -142,9 +145,14 @@ class ConversionListCreateView(GenericAPIView):
             raise InvalidRequest("Send exactly one file.", field="file")
         serializer = ConversionCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        conversion = conversion_create(
-            owner=request.user, upload=serializer.validated_data["file"], options=serializer.to_options()
-        )
+        if source_url := serializer.validated_data.get("source_url"):
+            conversion = conversion_create_from_url(
+                owner=request.user, source_url=source_url, options=serializer.to_options()
+            )
+        else:
+            conversion = conversion_create(
+                owner=request.user, upload=serializer.validated_data["file"], options=serializer.to_options()
+            )
         location = reverse("conversion-detail", args=[conversion.id])
         return job_response(request, conversion, status.HTTP_202_ACCEPTED, Location=location)
 
@@ -243,7 +251,7 @@ def transition_schema(summary: str, refused: str, more_responses: dict | None = 
 class ConversionCancelView(ConversionTransitionView):
     name = "Cancel"
     transition = staticmethod(conversion_cancel)
-    refused = "Only queued or processing conversions can be cancelled; this one is {status}."
+    refused = "Only queued, fetching or processing conversions can be cancelled; this one is {status}."
 
 
 @transition_schema(
@@ -251,7 +259,7 @@ class ConversionCancelView(ConversionTransitionView):
     {
         429: OpenApiResponse(
             ERROR_BODY,
-            description="The account already has QUOTA_ACTIVE_JOBS conversions queued or processing (code "
+            description="The account already has QUOTA_ACTIVE_JOBS conversions queued, fetching or processing (code "
             "rate_limited); Retry-After says when to try again.",
         )
     },

@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from mp3converter import outbound
 from mp3converter.errors import ErrorCode
 
 from .. import engine
@@ -116,13 +117,47 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
         return self._options
 
 
-class ConversionCreateInputSerializer(ConversionOptionsInputSerializer):
-    file = serializers.FileField(help_text="The video (or audio) file to convert.")
+def source_url_problem(value: str) -> str:
+    """A `source_url` field's value, checked before any lookup (scheme, host, port, no credentials)."""
+    value = value.strip()
+    if value and (problem := outbound.url_problem(value)) is not None:
+        raise serializers.ValidationError(problem, code=ErrorCode.INVALID_REQUEST)
+    return value
+
+
+class ConversionSourceUrlInputSerializer(serializers.Serializer):
+    """The URL to import the source from, instead of a file (the classic /upload takes it as a form field too)."""
+
+    source_url = serializers.CharField(
+        required=False, allow_blank=True, max_length=outbound.MAX_URL_LENGTH, trim_whitespace=True,
+        help_text="An http or https URL to download the video (or audio) from, instead of sending a file. Only public "
+        "addresses are reached (OUTBOUND_ALLOWED_NETWORKS adds others).",
+    )
+
+    def validate_source_url(self, value: str) -> str:
+        return source_url_problem(value)
+
+
+class ConversionCreateInputSerializer(ConversionSourceUrlInputSerializer, ConversionOptionsInputSerializer):
+    file = serializers.FileField(required=False, help_text="The video (or audio) file to convert (or a source_url).")
 
     def get_fields(self):
-        # The file first, then the options: the browsable API's form reads from the top.
+        # The file and the URL first, then the options: the browsable API's form reads from the top.
         fields = super().get_fields()
-        return {"file": fields.pop("file"), **fields}
+        return {"file": fields.pop("file"), "source_url": fields.pop("source_url"), **fields}
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if attrs.get("file") and attrs.get("source_url"):
+            raise serializers.ValidationError(
+                {"source_url": ["Send either a file or a source_url, not both."]}, code=ErrorCode.INVALID_REQUEST
+            )
+        if not attrs.get("file") and not attrs.get("source_url"):
+            raise serializers.ValidationError(
+                {"file": ["No file was submitted: send a file, or a source_url to import it from."]},
+                code=ErrorCode.INVALID_REQUEST,
+            )
+        return attrs
 
 
 class ConversionZipInputSerializer(serializers.Serializer):
@@ -155,6 +190,7 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
             "progress",
             "original_filename",
             "source_size",
+            "source_url",
             "options",
             "mp3_size",
             "duration_seconds",

@@ -32,6 +32,12 @@ class ConvertForm(forms.Form):
         required=False,
         help_text=_("Pick one or more files, or drop them anywhere on this page. Each file becomes its own conversion."),
     )
+    # Import from a URL instead (or as well): the fetch worker downloads it. Checked by the API's serializer.
+    source_url = forms.CharField(
+        label=_("Or a link to a video"), required=False, max_length=2048,
+        widget=forms.URLInput(attrs={"placeholder": "https://", "inputmode": "url"}),
+        help_text=_("An http or https address of a video or audio file on the internet: we download and convert it."),
+    )
     preset = forms.ChoiceField(
         label=_("Quality"),
         choices=[(preset.name, preset.label) for preset in PRESETS.values()],

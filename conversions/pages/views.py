@@ -27,6 +27,7 @@ from ..selectors import conversion_get, conversion_list
 from ..services import (
     conversion_cancel,
     conversion_create,
+    conversion_create_from_url,
     conversion_delete,
     conversion_link_create,
     conversion_links_revoke,
@@ -64,21 +65,31 @@ def _error_sentences(errors) -> str:
 
 
 def _convert_files(request, form: ConvertForm) -> list[dict]:
-    """Each picked file becomes its own conversion; one file's refusal does not stop the others."""
+    """Each picked file, and the URL if one was given, becomes its own conversion; one refusal does not stop the
+    others."""
+    sources = [(upload.name, {"file": upload}) for upload in request.FILES.getlist("files")]
+    if source_url := form.cleaned_data.get("source_url"):
+        sources.append((source_url, {"source_url": source_url}))
     results = []
-    for upload in request.FILES.getlist("files"):
-        serializer = ConversionCreateInputSerializer(data={**form.api_data(), "file": upload})
+    for name, source in sources:
+        serializer = ConversionCreateInputSerializer(data={**form.api_data(), **source})
         try:
             if not serializer.is_valid():
-                results.append({"name": upload.name, "error": _error_sentences(serializer.errors), "status": 400})
+                results.append({"name": name, "error": _error_sentences(serializer.errors), "status": 400})
                 continue
-            conversion = conversion_create(owner=request.user, upload=upload, options=serializer.to_options())
-            results.append({"name": upload.name, "conversion": conversion})
+            if "file" in source:
+                conversion = conversion_create(owner=request.user, upload=source["file"], options=serializer.to_options())
+            else:
+                conversion = conversion_create_from_url(
+                    owner=request.user, source_url=serializer.validated_data["source_url"],
+                    options=serializer.to_options(),
+                )
+            results.append({"name": name, "conversion": conversion})
         except Exception as exc:
             if (error := as_service_error(exc)) is None:
                 raise
             message = _error_sentences(error.field_errors()) or error.message
-            results.append({"name": upload.name, "error": message, "status": error.status})
+            results.append({"name": name, "error": message, "status": error.status})
     return results
 
 
@@ -102,8 +113,8 @@ def home(request):
             if (refusal := _csrf_refusal(request)) is not None:
                 return refusal
             form = ConvertForm(request.POST, request.FILES)
-            if not request.FILES.getlist("files"):
-                form.add_error("files", _("Pick at least one file to convert."))
+            if not request.FILES.getlist("files") and not request.POST.get("source_url", "").strip():
+                form.add_error("files", _("Pick at least one file to convert, or give a link to one."))
             if form.is_valid():
                 results = _convert_files(request, form)
                 if all("conversion" in result for result in results):

@@ -1,6 +1,7 @@
 """Writes for conversions, split by concern:
 
-- `lifecycle`: create (probe, store, queue), enqueue, cancel, retry, mark failed, delete;
+- `lifecycle`: create (probe, store, queue; or queue a URL import), enqueue, cancel, retry, mark failed, delete;
+- `fetching`: a URL job's fetch step as the fetch worker runs it (download through the outbound guard, probe, store);
 - `processing`: the conversion itself as the convert worker runs it (progress, heartbeat, the redelivery guard);
 - `reconcile`: queue again the jobs whose worker or message was lost;
 - `quotas`: the per-user limits and the email-verification gate that refuse an upload or a retry;
@@ -16,11 +17,13 @@ from ..workdirs import workdirs_sweep
 from .lifecycle import (
     conversion_cancel,
     conversion_create,
+    conversion_create_from_url,
     conversion_delete,
     conversion_enqueue,
     conversion_mark_failed,
     conversion_retry,
 )
+from .fetching import conversion_fetch
 from .links import (
     DownloadLink,
     LinkDeleted,
@@ -54,6 +57,8 @@ __all__ = [
     "conversion_cancel",
     "conversion_convert",
     "conversion_create",
+    "conversion_create_from_url",
+    "conversion_fetch",
     "conversion_delete",
     "conversion_enqueue",
     "conversion_heartbeat",

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from celery import chain
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, transaction
 from django.db.models import F
@@ -78,6 +79,38 @@ def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOpti
     return conversion
 
 
+def conversion_create_from_url(*, owner, source_url: str, options: engine.OutputOptions) -> Conversion:
+    """Queue a job whose source is downloaded from `source_url` by the fetch step (conversions/services/fetching.py),
+    which then probes it as an upload is probed. The account's gate and limits are checked now, as for an upload;
+    the storage limit once more when the size is known."""
+    from .fetching import url_filename
+
+    upload_check(user=owner, size=None)
+    original_filename = url_filename(source_url)
+    if options.title is None:
+        options = replace(options, title=stem(original_filename)[: engine.TAG_MAX_LENGTH] or None)
+    conversion = Conversion(
+        id=uuid.uuid4(), owner=owner, original_filename=original_filename, source_url=source_url,
+        options=options.as_dict(),
+    )
+    try:
+        with transaction.atomic():
+            owner_lock(user=owner)
+            quota_check(user=owner, size=None)
+            conversion.save(force_insert=True)
+            upload_record_create(user=owner)
+            transaction.on_commit(
+                lambda: conversion_enqueue(conversion_id=conversion.id, attempt=conversion.attempt, fetch=True)
+            )
+    except BrokerError as exc:
+        _discard(conversion)
+        raise QueueUnavailable() from exc
+    except Exception:
+        _discard(conversion)
+        raise
+    return conversion
+
+
 def _discard(conversion: Conversion) -> None:
     """Undo a half-made upload: the stored source first (storage is up), then the row if the database allows."""
     try:
@@ -90,21 +123,25 @@ def _discard(conversion: Conversion) -> None:
             logger.warning("conversion %s: could not remove the row (database unavailable)", conversion.pk)
 
 
-def conversion_enqueue(*, conversion_id: uuid.UUID, attempt: int) -> None:
-    """Queue `convert → notify` for one attempt at a job."""
+def conversion_enqueue(*, conversion_id: uuid.UUID, attempt: int, fetch: bool = False) -> None:
+    """Queue `convert → notify` for one attempt at a job; `fetch → convert → notify` for a URL job whose source is not
+    downloaded yet (`fetch`)."""
     from notifications.tasks import notify_owner_task
 
-    from ..tasks import convert_video_task
+    from ..tasks import convert_video_task, fetch_source_task
 
     job = str(conversion_id)
-    chain(convert_video_task.si(job, attempt), notify_owner_task.si(job, attempt)).apply_async()
+    steps = [convert_video_task.si(job, attempt), notify_owner_task.si(job, attempt)]
+    if fetch:
+        steps.insert(0, fetch_source_task.si(job, attempt))
+    chain(*steps).apply_async()
 
 
 def conversion_mark_failed(*, conversion_id: uuid.UUID | str, error: ServiceError, attempt: int | None = None) -> bool:
-    """Fail a job that is still queued or processing, recording why; returns False if it had already left those
+    """Fail a job that is still queued, fetching or processing, recording why; returns False if it had already left those
     states."""
     failed = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
-        status__in=[Status.QUEUED, Status.PROCESSING]
+        status__in=Conversion.ACTIVE
     ).update(
         status=Status.FAILED, error_code=error.code, error_message=error.message, error_detail=error.detail,
         finished_at=timezone.now(),
@@ -127,21 +164,37 @@ def conversion_cancel(*, conversion: Conversion) -> bool:
 
 def conversion_retry(*, conversion: Conversion, enforce_limits: bool = False) -> bool:
     """Queue a failed or cancelled job again from the start, as a new attempt (whose owner is told again); returns
-    False if it was in another state. `enforce_limits` (an owner's retry): the job becomes active again, so refuse
+    False if it was in another state. A URL job fetches its source again (the stored copy goes). `enforce_limits` (an owner's retry): the job becomes active again, so refuse
     it past the owner's active-jobs limit (RateLimited); an admin's retry is not limited."""
     with transaction.atomic():
         if enforce_limits:
             owner_lock(user=conversion.owner)
             if Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.RETRYABLE).exists():
                 retry_check(user=conversion.owner)
-        requeued = Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.RETRYABLE).update(
+        rows = Conversion.objects.filter(pk=conversion.pk, status__in=Conversion.RETRYABLE)
+        source_url, old_source = rows.values_list("source_url", "source").first() or ("", "")
+        refetch = {"source": "", "source_size": 0} if source_url else {}
+        requeued = rows.update(
             status=Status.QUEUED, attempt=F("attempt") + 1, progress=0, error_code="", error_message="",
             error_detail="", started_at=None, finished_at=None, redeliveries=0, heartbeat_at=timezone.now(),
+            **refetch,
         )
         if requeued:
             attempt = Conversion.objects.values_list("attempt", flat=True).get(pk=conversion.pk)
-            transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.pk, attempt=attempt))
+            if refetch and old_source:
+                transaction.on_commit(lambda: _delete_stored(old_source))
+            transaction.on_commit(
+                lambda: conversion_enqueue(conversion_id=conversion.pk, attempt=attempt, fetch=bool(source_url))
+            )
     return bool(requeued)
+
+
+def _delete_stored(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except STORAGE_ERRORS as exc:
+        # The fetch step replaces the file under this name anyway.
+        logger.warning("could not remove the stored source %s before fetching it again: %r", name, exc)
 
 
 @transaction.atomic

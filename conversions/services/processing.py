@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from mp3converter.errors import InternalError
@@ -70,10 +70,8 @@ class Heartbeat:
     the MP3. A phase that reports no progress for a while is then never taken for a dead worker by the reconciler.
     The thread stops with the work, or once the job is no longer this attempt's to work on."""
 
-    def __init__(self, conversion_id: uuid.UUID, attempt: int):
-        self.rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
-            status=Status.PROCESSING
-        )
+    def __init__(self, conversion_id: uuid.UUID, attempt: int, *, status: str = Status.PROCESSING):
+        self.rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(status=status)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"heartbeat-{conversion_id}", daemon=True)
 
@@ -111,8 +109,11 @@ def conversion_convert(
     the first was held by a worker) then changes nothing while another worker converts the job.
     """
     resumable = [Status.QUEUED, Status.PROCESSING] if redelivered or retrying else [Status.QUEUED]
-    open_rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(status__in=resumable)
-    if redelivered and _too_many_redeliveries(open_rows, conversion_id, attempt):
+    # A URL job is converted once its source is fetched (conversions/services/fetching.py), never before.
+    open_rows = conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
+        status__in=resumable
+    ).exclude(Q(source="") & ~Q(source_url=""))
+    if redelivered and too_many_redeliveries(open_rows, conversion_id, attempt):
         return
     now = timezone.now()
     claimed = open_rows.update(status=Status.PROCESSING, started_at=now, heartbeat_at=now, progress=0)
@@ -181,9 +182,11 @@ def _store_output(path: Path, name: str) -> str:
 
 
 def conversion_heartbeat(*, conversion_id: uuid.UUID | str, attempt: int | None, at) -> None:
-    """Set a processing job's heartbeat to `at`: a task that retries later sets the time of its retry, so the
+    """Set a fetching or processing job's heartbeat to `at`: a task that retries later sets the time of its retry, so the
     reconciler leaves the job to it meanwhile."""
-    conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(status=Status.PROCESSING).update(
+    conversion_attempt_rows(conversion_id=conversion_id, attempt=attempt).filter(
+        status__in=[Status.FETCHING, Status.PROCESSING]
+    ).update(
         heartbeat_at=at
     )
 
@@ -196,7 +199,7 @@ def redelivery_limit_error(redeliveries: int) -> InternalError:
     )
 
 
-def _too_many_redeliveries(open_rows, conversion_id, attempt) -> bool:
+def too_many_redeliveries(open_rows, conversion_id, attempt) -> bool:
     """Count a redelivery; fail the job once they pass the limit (its source kills the worker every time)."""
     open_rows.update(redeliveries=F("redeliveries") + 1)
     redeliveries = open_rows.values_list("redeliveries", flat=True).first()

@@ -1,6 +1,6 @@
 """What one account may cost, and the gate before its first upload: the checks that refuse an upload (or a retry).
 
-- Jobs queued or processing at once (`QUOTA_ACTIVE_JOBS`): 429 `rate_limited`. A retry makes a job active again, so
+- Jobs queued, fetching or processing at once (`QUOTA_ACTIVE_JOBS`): 429 `rate_limited`. A retry makes a job active again, so
   an owner's retry is held to this limit too.
 - Accepted uploads in any rolling hour (`QUOTA_UPLOADS_PER_HOUR`): 429 `rate_limited`, `Retry-After` = until the
   oldest upload that has to leave the window does. Counted from `UploadRecord`s, so deleting jobs does not reset it.
@@ -13,7 +13,8 @@ nothing (the account may not upload); a setting of `unlimited` sets no limit. St
 An upload is checked three times: from the request's `Content-Length` before its body is read (the APIs call
 `upload_check_declared`), with its real size before the probe, and once more under a lock on the owner's row, right
 before its row is inserted (`conversion_create`), so that concurrent uploads of one account cannot all pass on the
-same count.
+same count. A URL import is checked at POST with its size unknown, and its storage once more when the fetch step
+has downloaded it (`storage_check`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ def quota_check(*, user, size: int | None) -> None:
     _check_uploads_per_hour(user, limits, usage)
     if size is not None:
         _check_storage(limits, usage, size)
+
+
+def storage_check(*, user, size: int) -> None:
+    """A URL job's source, once fetched: its size was unknown at POST, so the storage limit is checked again."""
+    limits = quota_limits(user=user)
+    if limits.storage_bytes is not None:
+        _check_storage(limits, conversion_usage(user=user), size)
 
 
 def retry_check(*, user) -> None:

@@ -4,13 +4,15 @@ A message can be lost. kombu's filesystem transport (the `make run` default) kee
 the process that consumes it, so a worker killed mid-job takes its job's message with it; a broker can lose a queue;
 a publish can fail after its row was committed. The row is the truth, so the reconciler compares it with the broker:
 
-- a `processing` job whose heartbeat is older than STALE_JOB_SECONDS has lost its worker. It goes back to `queued` as
+- a `processing` (or `fetching`) job whose heartbeat is older than STALE_JOB_SECONDS has lost its worker. It goes back to `queued` as
   a new attempt, so the old worker, should it be alive after all, can change nothing any more (every write of the
   convert task is fenced by the attempt). That counts as a redelivery: past CONVERSION_MAX_REDELIVERIES the job fails
   instead, and its owner is told.
 - `queued` jobs waiting longer than STALE_JOB_SECONDS while the broker holds fewer convert messages than there are
   queued jobs: the longest-waiting of them, as many as messages are missing, are published again. A duplicate is
   harmless: the convert task claims a queued job once. A backlog (a message for every queued job) is left alone.
+- A URL job whose source is not fetched yet is published with its fetch step (`fetch → convert → notify`), so a lost
+  fetch is downloaded again; the fetch and convert queues' messages are counted together.
 
 Every change is a conditional update on the row as it was read, so reconcilers running at once in several workers
 requeue each job once; running it again changes nothing more. Convert workers run it when they start and every
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 Status = Conversion.Status
 CONVERT_QUEUE = "convert"
+# Queued jobs wait on either: URL jobs not fetched yet on `fetch`, the others on `convert`.
+WAITING_QUEUES = ("fetch", CONVERT_QUEUE)
 # Jobs looked at per run: a run stays short; the next one takes the rest.
 BATCH = 500
 
@@ -70,15 +74,25 @@ def conversion_reconcile(*, now: datetime | None = None) -> Reconciled:
 
 
 def convert_messages_waiting() -> int:
-    """Messages waiting in the broker's convert queue (not those a worker holds), by a passive queue_declare: on
-    RabbitMQ and on kombu's virtual transports (the filesystem one) alike. A queue the broker lost counts 0."""
+    """Messages waiting in the broker's fetch and convert queues (not those a worker holds), by a passive
+    queue_declare: on RabbitMQ and on kombu's virtual transports (the filesystem one) alike. A queue the broker lost
+    counts 0."""
     from mp3converter.celery import app
 
-    with app.connection_for_write() as connection:
-        try:
-            return connection.default_channel.queue_declare(queue=CONVERT_QUEUE, passive=True).message_count
-        except connection.channel_errors:
-            return 0  # NOT_FOUND: publishing declares the queue again
+    waiting = 0
+    for queue in WAITING_QUEUES:
+        # A channel that met NOT_FOUND is closed by the broker: a connection per queue.
+        with app.connection_for_write() as connection:
+            try:
+                waiting += connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+            except connection.channel_errors:
+                pass  # NOT_FOUND: publishing declares the queue again
+    return waiting
+
+
+def _needs_fetch(job: dict) -> bool:
+    """A URL job whose source is not stored yet: its chain starts with the fetch step."""
+    return bool(job["source_url"]) and not job["source"]
 
 
 def _as_read(job: dict) -> Q:
@@ -89,11 +103,11 @@ def _as_read(job: dict) -> Q:
 
 def _requeue_stale_processing(*, cutoff: datetime, now: datetime, done: Reconciled) -> None:
     stale = (
-        Conversion.objects.filter(status=Status.PROCESSING)
+        Conversion.objects.filter(status__in=[Status.FETCHING, Status.PROCESSING])
         .annotate(last_sign=Coalesce("heartbeat_at", "started_at", "created_at"))
         .filter(last_sign__lt=cutoff)
         .order_by("last_sign")
-        .values("id", "status", "attempt", "heartbeat_at", "redeliveries")[:BATCH]
+        .values("id", "status", "attempt", "heartbeat_at", "redeliveries", "source", "source_url")[:BATCH]
     )
     for job in stale:
         with job_context(job["id"]):
@@ -109,12 +123,12 @@ def _requeue_stale_processing(*, cutoff: datetime, now: datetime, done: Reconcil
             if not requeued:
                 continue  # another reconciler, or the job's own worker, got there first
             logger.warning(
-                "conversion %s: processing with no sign of life since %s, queued again as attempt %d (redelivery %d)",
-                job["id"], job["heartbeat_at"], job["attempt"] + 1, redeliveries,
+                "conversion %s: %s with no sign of life since %s, queued again as attempt %d (redelivery %d)",
+                job["id"], job["status"], job["heartbeat_at"], job["attempt"] + 1, redeliveries,
             )
             done.requeued.append(job["id"])
             _discard_output(job)
-            _publish(job["id"], job["attempt"] + 1)
+            _publish(job["id"], job["attempt"] + 1, fetch=_needs_fetch(job))
 
 
 def _fail(rows, job: dict, redeliveries: int, now: datetime, done: Reconciled) -> None:
@@ -157,7 +171,7 @@ def _republish_lost_queued(*, cutoff: datetime, now: datetime, done: Reconciled)
         queued.annotate(since=Coalesce("heartbeat_at", "created_at"))
         .filter(since__lt=cutoff)
         .order_by("since")
-        .values("id", "status", "attempt", "heartbeat_at")[: min(missing, BATCH)]
+        .values("id", "status", "attempt", "heartbeat_at", "source", "source_url")[: min(missing, BATCH)]
     )
     for job in waiting:
         with job_context(job["id"]):
@@ -165,16 +179,16 @@ def _republish_lost_queued(*, cutoff: datetime, now: datetime, done: Reconciled)
             if not Conversion.objects.filter(_as_read(job)).update(heartbeat_at=now):
                 continue
             logger.warning(
-                "conversion %s: queued since %s with fewer convert messages than queued jobs, published again",
+                "conversion %s: queued since %s with fewer fetch and convert messages than queued jobs, published again",
                 job["id"], job["heartbeat_at"] or "its upload",
             )
             done.republished.append(job["id"])
-            _publish(job["id"], job["attempt"])
+            _publish(job["id"], job["attempt"], fetch=_needs_fetch(job))
 
 
-def _publish(conversion_id: uuid.UUID, attempt: int) -> None:
+def _publish(conversion_id: uuid.UUID, attempt: int, *, fetch: bool = False) -> None:
     try:
-        conversion_enqueue(conversion_id=conversion_id, attempt=attempt)
+        conversion_enqueue(conversion_id=conversion_id, attempt=attempt, fetch=fetch)
     except BrokerError as exc:
         # The row says queued: a later run publishes it again once the broker is back.
         logger.error("conversion %s: could not publish attempt %d: %r", conversion_id, attempt, exc)

@@ -1,5 +1,6 @@
 """Core Django, DRF and JWT settings."""
 
+import ipaddress
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
@@ -174,6 +175,19 @@ FILE_UPLOAD_HANDLERS = ["conversions.uploads.LimitedTemporaryFileUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = env.str("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_PERMISSIONS = 0o640
 
+# --- Import from a URL (conversions/services/fetching.py; the guard: mp3converter/outbound.py) -------------------
+# Networks the service may reach although they are loopback, private, link-local, ... (comma-separated CIDRs): the
+# one exception to the outbound guard, for URL imports and, later, webhooks. Empty: only public addresses.
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+for _network in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {_network!r} is not a network (a CIDR such as 10.0.0.0/8).") from _exc
+# Seconds to open a connection to the remote server, and to wait for each read (a server that stalls fails the job).
+FETCH_CONNECT_TIMEOUT = env.float("FETCH_CONNECT_TIMEOUT", default=10)
+FETCH_READ_TIMEOUT = env.float("FETCH_READ_TIMEOUT", default=30)
+
 # --- Conversions ---------------------------------------------------------------------------------------------
 # Seconds a single ffmpeg run may take before the job fails with code "timeout" (Celery's soft limit).
 CONVERSION_SOFT_TIME_LIMIT = env.int("CONVERSION_SOFT_TIME_LIMIT", default=3600)
@@ -211,7 +225,7 @@ def _limit(name: str, default: int) -> int | None:
 
 
 # What one account may cost (staff are exempt; the admin can set other limits per user, conversions/services/quotas.py).
-QUOTA_ACTIVE_JOBS = _limit("QUOTA_ACTIVE_JOBS", 3)  # jobs queued or processing at once
+QUOTA_ACTIVE_JOBS = _limit("QUOTA_ACTIVE_JOBS", 3)  # jobs queued, fetching or processing at once
 QUOTA_UPLOADS_PER_HOUR = _limit("QUOTA_UPLOADS_PER_HOUR", 30)  # accepted uploads in any rolling hour
 QUOTA_STORAGE_MB = _limit("QUOTA_STORAGE_MB", 10240)  # stored sources and MP3s together
 

@@ -54,6 +54,8 @@ CELERY_TASK_DEFAULT_QUEUE = "convert"
 # Durable queues declared up front, so publishing never depends on a worker having declared them first.
 _exchange = Exchange("mp3converter", type="direct")
 CELERY_TASK_QUEUES = (
+    # URL imports download their source first, on a role of its own: the only one allowed out to the internet.
+    Queue("fetch", _exchange, routing_key="fetch"),
     Queue("convert", _exchange, routing_key="convert"),
     Queue("notify", _exchange, routing_key="notify"),
     # Notifications: one queue per channel (notifications/channels/); the notify worker consumes them all.
@@ -63,6 +65,7 @@ CELERY_TASK_DEFAULT_EXCHANGE = "mp3converter"
 CELERY_TASK_DEFAULT_ROUTING_KEY = "convert"
 # One queue per step, each served by its own worker deployment (task_routes).
 CELERY_TASK_ROUTES = {
+    "conversions.tasks.fetch_source_task": {"queue": "fetch"},
     "conversions.tasks.convert_video_task": {"queue": "convert"},
     # The chain's notify step (notifications/tasks.py; its name is older than that app).
     "conversions.tasks.notify_owner_task": {"queue": "notify"},

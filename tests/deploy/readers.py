@@ -23,6 +23,7 @@ SETTINGS = ROOT / "mp3converter" / "settings"
 APP_SERVICES = {
     "migrate": "migrate",
     "web": "web",
+    "fetch": "fetch-worker",
     "convert": "convert-worker",
     "notify": "notify-worker",
     "flower": "flower",

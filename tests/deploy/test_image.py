@@ -391,7 +391,9 @@ def test_web_serves_with_a_read_only_root(runtime, collected, migrated):
     assert not [error for error in READ_ONLY_ERRORS if error in log], log[-3000:]
 
 
-@pytest.mark.parametrize(("service", "role"), [("convert", "convert-worker"), ("notify", "notify-worker")])
+@pytest.mark.parametrize(
+    ("service", "role"), [("fetch", "fetch-worker"), ("convert", "convert-worker"), ("notify", "notify-worker")]
+)
 def test_workers_run_and_report_health_with_a_read_only_root(runtime, migrated, service, role):
     ready, heartbeat = runtime.path("CELERY_WORKER_READY_FILE"), runtime.path("CELERY_WORKER_HEARTBEAT_FILE")
     with runtime.start(role, role) as worker:

@@ -22,7 +22,7 @@ SCHEMAS = Path(__file__).resolve().parent / "schemas"
 # The newest Kubernetes release whose schemas kubernetes-validate bundles (tests/requirements.txt pins it).
 KUBERNETES_VERSION = "1.37.0"
 NAMESPACE = "mp3converter"
-APP_ROLES = ("web", "convert-worker", "notify-worker", "flower")
+APP_ROLES = ("web", "fetch-worker", "convert-worker", "notify-worker", "flower")
 # Not applied by the kustomization: the Secret template (see docs/deploy.md).
 NOT_RESOURCES = {"kustomization.yaml", "secrets.example.yaml"}
 
@@ -149,7 +149,7 @@ def test_every_namespaced_resource_lands_in_the_namespace(rendered):
 # --- The application's shape -------------------------------------------------------------------------------------
 def test_the_roles_run_as_the_classic_design_sizes_them(resources):
     replicas = {name: resources["Deployment", name]["spec"]["replicas"] for name in APP_ROLES}
-    assert replicas == {"web": 3, "convert-worker": 4, "notify-worker": 4, "flower": 1}
+    assert replicas == {"web": 3, "fetch-worker": 2, "convert-worker": 4, "notify-worker": 4, "flower": 1}
     assert resources["Job", "migrate"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["/app/docker/bin/migrate"]
     for kind, name in [("StatefulSet", "rabbitmq"), ("StatefulSet", "mysql"), ("StatefulSet", "mongodb")]:
         statefulset = resources[kind, name]
@@ -166,7 +166,7 @@ def test_every_app_container_runs_one_image_through_a_role_entrypoint(resources)
             script = repo_script(container["args"])
             assert script.is_file() and os.access(script, os.X_OK), f"{name}: {script} is not an executable script"
     commands = {resources["Deployment", name]["spec"]["template"]["spec"]["containers"][0]["args"][0] for name in APP_ROLES}
-    assert commands == {f"/app/docker/bin/{role}" for role in ("web", "convert-worker", "notify-worker", "flower")}
+    assert commands == {f"/app/docker/bin/{role}" for role in APP_ROLES}
 
 
 def test_web_probes_are_healthz_and_readyz(resources):
@@ -177,7 +177,7 @@ def test_web_probes_are_healthz_and_readyz(resources):
 
 
 def test_worker_probes_read_the_heartbeat_and_ready_files_not_celery_inspect(resources, config):
-    for name in ("convert-worker", "notify-worker"):
+    for name in ("fetch-worker", "convert-worker", "notify-worker"):
         worker = resources["Deployment", name]["spec"]["template"]["spec"]["containers"][0]
         assert worker["livenessProbe"]["exec"]["command"] == ["/app/docker/bin/worker-health", "live"]
         assert worker["startupProbe"]["exec"]["command"] == ["/app/docker/bin/worker-health", "live"]

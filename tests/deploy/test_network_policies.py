@@ -38,22 +38,27 @@ OUTSIDE = [
     Endpoint("internet", None, ip="203.0.113.25"),
     Endpoint("private-host", None, ip="10.1.2.3"),
 ]
-TCP_PORTS = (25, 443, 465, 587, 3306, 5555, 5672, 8000, 15672, 27017)
+TCP_PORTS = (25, 80, 443, 465, 587, 3306, 5555, 5672, 8000, 15672, 27017)
 PORTS = [(port, "TCP") for port in TCP_PORTS] + [(53, "UDP"), (53, "TCP")]
 MAIL = [(25, "TCP"), (465, "TCP"), (587, "TCP")]
+WEB = [(80, "TCP"), (443, "TCP")]
 DNS = [("dns", 53, "UDP"), ("dns", 53, "TCP")]
 # Every connection the service makes (source, destination, port, protocol); everything else must be refused.
 NEEDED = {
     ("ingress-nginx", "web", 8000, "TCP"),
     ("ingress-nginx", "rabbitmq", 15672, "TCP"),
     ("keda", "rabbitmq", 15672, "TCP"),
-    *[(role, "mysql", 3306, "TCP") for role in ("web", "convert-worker", "notify-worker", "migrate")],
-    *[(role, "rabbitmq", 5672, "TCP") for role in ("web", "convert-worker", "notify-worker", "flower")],
-    *[(role, "mongodb", 27017, "TCP") for role in ("web", "convert-worker")],
+    *[(role, "mysql", 3306, "TCP") for role in ("web", "fetch-worker", "convert-worker", "notify-worker", "migrate")],
+    *[(role, "rabbitmq", 5672, "TCP") for role in ("web", "fetch-worker", "convert-worker", "notify-worker", "flower")],
+    *[(role, "mongodb", 27017, "TCP") for role in ("web", "fetch-worker", "convert-worker")],
     *[(role, "internet", port, protocol) for role in ("notify-worker",) for port, protocol in MAIL],
+    # URL imports: only the fetch worker reaches web servers on the internet.
+    *[("fetch-worker", "internet", port, protocol) for port, protocol in WEB],
     *[
         (pod, dns, port, protocol)
-        for pod in ("web", "convert-worker", "notify-worker", "flower", "migrate", "mysql", "rabbitmq", "mongodb")
+        for pod in (
+            "web", "fetch-worker", "convert-worker", "notify-worker", "flower", "migrate", "mysql", "rabbitmq", "mongodb"
+        )
         for dns, port, protocol in DNS
     ],
 }
@@ -250,6 +255,10 @@ def test_the_guard_rails_by_name(policies, pods):
     )
     # A pod labelled like web in another namespace is not web: it reaches nothing here.
     assert not can("other-namespace", "mysql", 3306) and not can("other-namespace", "web", 8000)
+    # Only the fetch worker reaches web servers outside, never a private host and never by mail.
+    assert {pod.name for pod in pods if any(can(pod.name, "internet", port) for port, _ in WEB)} == {"fetch-worker"}
+    assert not any(can("fetch-worker", "private-host", port) for port, _ in WEB)
+    assert not can("fetch-worker", "internet", 25) and not can("fetch-worker", "internet", 587)
     # Flower reaches only the broker; the migrate Job only the database.
     assert not can("flower", "mysql", 3306) and not can("migrate", "rabbitmq", 5672)
 

@@ -18,6 +18,7 @@ from tests.deploy.readers import APP_ENV, APP_SERVICES, compose, env_file, fille
 ROLE_SECRETS = {
     # web signs the API tokens and sends the address-confirmation emails itself (accounts/verification.py).
     "web": {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI"},
+    "fetch-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI"},
     "convert-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI"},
     "notify-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "EMAIL_URL"},
     "flower": {"DJANGO_SECRET_KEY", "CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"},
@@ -28,7 +29,7 @@ ROLE_SECRETS = {
 }
 # `manage.py migrate --check` in the init containers: the database, nothing more.
 INIT_SECRETS = {"DJANGO_SECRET_KEY", "DATABASE_URL"}
-COMPOSE_ROLES = {"convert": "convert-worker", "notify": "notify-worker"}
+COMPOSE_ROLES = {"fetch": "fetch-worker", "convert": "convert-worker", "notify": "notify-worker"}
 SENTENCE = "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 
 
@@ -193,7 +194,7 @@ def manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("role", ["web", "convert-worker", "notify-worker", "flower", "migrate"])
+@pytest.mark.parametrize("role", ["web", "fetch-worker", "convert-worker", "notify-worker", "flower", "migrate"])
 def test_each_role_starts_with_only_its_secrets_and_passes_check_deploy(config, role):
     env = deploy_environment(config, generated(), role)
     if role == "migrate":

@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const ACTIVE = ["queued", "processing"];
+  const ACTIVE = ["queued", "fetching", "processing"];
   const POLL_MS = 1500;
   let labels = {};
 
@@ -120,9 +120,11 @@
     return form.dataset[id].replace("00000000-0000-0000-0000-000000000000", "ID");
   }
 
-  function upload(form, file) {
+  // One file to upload, or (`file` null) the URL in the form's link field to import.
+  function upload(form, file, url) {
     const list = document.getElementById("uploads");
     const row = document.getElementById("upload-row").content.firstElementChild.cloneNode(true);
+    if (!file) file = { name: url, size: 0 };
     $(".name", row).textContent = file.name;
     list.appendChild(row);
     const empty = document.getElementById("uploads-empty");
@@ -130,13 +132,14 @@
     const bar = field(row, "upload"), bytes = field(row, "bytes");
     bar.setAttribute("aria-label", "Upload of " + file.name);
     field(row, "progress").setAttribute("aria-label", "Conversion of " + file.name);
-    bytes.textContent = "0 MB of " + megabytes(file.size);
+    bytes.textContent = url ? "" : "0 MB of " + megabytes(file.size);
 
     const data = new FormData();
     new FormData(form).forEach(function (value, key) {
-      if (key !== "files" && key !== "csrfmiddlewaretoken" && value !== "") data.append(key, value);
+      if (!["files", "source_url", "csrfmiddlewaretoken"].includes(key) && value !== "") data.append(key, value);
     });
-    data.append("file", file, file.name);
+    if (url) data.append("source_url", url);
+    else data.append("file", file, file.name);
 
     const xhr = new XMLHttpRequest();
     xhr.open("POST", form.dataset.uploadUrl);
@@ -151,7 +154,7 @@
       if (xhr.status === 202) {
         const job = JSON.parse(xhr.responseText);
         bar.value = 100;
-        bytes.textContent = megabytes(file.size) + " sent";
+        bytes.textContent = url ? "" : megabytes(file.size) + " sent";
         const page = field(row, "page"), download = field(row, "download");
         page.href = fromTemplate(form, "pageUrl").replace("ID", job.id);
         page.hidden = false;
@@ -181,7 +184,8 @@
     }
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      if (!input.files.length) {
+      const link = form.elements.source_url, url = link ? link.value.trim() : "";
+      if (!input.files.length && !url) {
         input.focus();
         zone.classList.add("invalid");
         return;
@@ -189,6 +193,10 @@
       zone.classList.remove("invalid");
       send(input.files);
       input.value = "";
+      if (url) {
+        upload(form, null, url);
+        link.value = "";
+      }
     });
     // Files dropped anywhere on the page are uploaded (the browser would otherwise open them in place of the page).
     ["dragenter", "dragover"].forEach(function (name) {

@@ -91,7 +91,7 @@ def test_the_upload_form_has_the_file_and_every_option(client, user):
     fields = upload_form(html)["fields"]
     assert fields["file"]["tag"] == "input" and fields["file"]["type"] == "file"
     assert re.search(r'<input (?=[^>]*type="file")(?=[^>]*name="file")', html)
-    options = set(ConversionCreateInputSerializer().fields) - {"file"}
+    options = set(ConversionCreateInputSerializer().fields) - {"file", "source_url"}
     assert options == {*OutputOptions.names(), "preset"}  # every option the engine knows, and the presets
     for name in options:
         assert fields[name]["tag"] in ("input", "select"), name

@@ -392,3 +392,25 @@ def test_download_authentication(client, user, media, cleanup_files):
     assert "WWW-Authenticate" in response
     assert_text(download(client, f"Bearer {expired_token(user)}", str(conversion.id)), 403, "not authorized")
     assert_text(download(client, f"Bearer {foreign_token(user)}", str(conversion.id)), 403, "not authorized")
+
+
+# --- import from a URL -----------------------------------------------------------------------------------------
+@pytest.mark.e2e
+def test_upload_takes_a_source_url_instead_of_a_file(live_workers, user, remote_server, media):
+    remote_server.serve("classic.mp4", media("mp4_aac"))
+    url = remote_server.url("/files/classic.mp4")
+    response = Client().post("/upload", {"source_url": url, "bitrate_kbps": "96"}, HTTP_AUTHORIZATION=bearer(user))
+    conversion = wait_done(fid_of(response))
+    assert (conversion.source_url, conversion.original_filename, conversion.options["bitrate_kbps"]) == (
+        url, "classic.mp4", 96
+    )
+
+
+@pytest.mark.django_db
+def test_upload_refuses_a_bad_source_url_or_one_with_a_file(user, media):
+    client = Client()
+    refused = client.post("/upload", {"source_url": "ftp://example.com/a.mp4"}, HTTP_AUTHORIZATION=bearer(user))
+    assert_text(refused, 400, "source_url: Only http and https URLs can be imported.")
+    both = upload(client, bearer(user), media("mp4_aac"), source_url="https://example.com/a.mp4")
+    assert_text(both, 400, "send either a file or a source_url, not both")
+    assert Conversion.objects.count() == 0

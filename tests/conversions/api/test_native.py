@@ -184,3 +184,58 @@ def test_unicode_filename_download_header(live_workers, api_client, media):
     disposition = api_client.get(f"/api/conversions/{job['id']}/download/")["Content-Disposition"]
     assert disposition.startswith("attachment; filename*=utf-8''")
     assert "%E6%97%A5%E6%9C%AC.mp3" in disposition
+
+
+# --- import from a URL (the fetch itself: tests/conversions/services/test_fetching.py) --------------------------
+@pytest.mark.django_db
+def test_a_source_url_queues_a_job_that_shows_it(api_client, user):
+    response = api_client.post(
+        "/api/conversions/", {"source_url": "https://media.example/talks/Big%20Talk.mkv?dl=1", "channels": "1"},
+        format="multipart",
+    )
+    assert response.status_code == 202, response.content
+    job = response.json()
+    assert (job["status"], job["source_url"], job["original_filename"]) == (
+        "queued", "https://media.example/talks/Big%20Talk.mkv?dl=1", "Big Talk.mkv"
+    )
+    assert job["options"] == {"channels": 1, "title": "Big Talk"}
+    assert job["source_size"] == 0 and job["download_url"] is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "answer"),
+    [
+        ({}, {"file": ["No file was submitted: send a file, or a source_url to import it from."]}),
+        ({"source_url": "ftp://media.example/a.mp4"}, {"source_url": ["Only http and https URLs can be imported."]}),
+        ({"source_url": "http://user:pw@media.example/a.mp4"},
+         {"source_url": ["A URL with a user name or password cannot be imported."]}),
+        ({"source_url": "not a url"}, {"source_url": ["Only http and https URLs can be imported."]}),
+    ],
+)
+def test_a_missing_or_bad_source_names_the_field(api_client, fields, answer):
+    response = api_client.post("/api/conversions/", fields, format="multipart")
+    assert (response.status_code, response.json()) == (400, answer)
+    assert Conversion.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_file_and_a_source_url_together_are_refused(api_client, media):
+    response = upload(api_client, media("mp4_aac"), source_url="https://media.example/a.mp4")
+    assert (response.status_code, response.json()) == (
+        400, {"source_url": ["Send either a file or a source_url, not both."]}
+    )
+    assert Conversion.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_source_url_meets_the_account_gate_and_limits(api_client, user):
+    user.email_verified = False
+    user.save()
+    refused = api_client.post("/api/conversions/", {"source_url": "https://media.example/a.mp4"}, format="multipart")
+    assert (refused.status_code, refused.json()["code"]) == (403, "email_not_verified")
+    user.email_verified, user.quota_active_jobs = True, 0
+    user.save()
+    limited = api_client.post("/api/conversions/", {"source_url": "https://media.example/a.mp4"}, format="multipart")
+    assert (limited.status_code, limited.json()["code"]) == (429, "rate_limited")
+    assert Conversion.objects.count() == 0

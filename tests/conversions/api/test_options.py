@@ -277,7 +277,7 @@ def test_cancel_and_retry_only_where_the_state_allows(live_workers, api_client, 
 
     response = api_client.post(job_url(done["id"], "cancel"))
     assert response.status_code == 409
-    assert response.json()["detail"] == "Only queued or processing conversions can be cancelled; this one is done."
+    assert response.json()["detail"] == "Only queued, fetching or processing conversions can be cancelled; this one is done."
     response = api_client.post(job_url(done["id"], "retry"))
     assert response.status_code == 409
     assert response.json()["detail"] == "Only failed or cancelled conversions can be retried; this one is done."

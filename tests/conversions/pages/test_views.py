@@ -134,6 +134,40 @@ def test_a_form_with_no_file_asks_for_one():
     assert response.status_code == 400 and b"Pick at least one file" in response.content
 
 
+def test_the_convert_form_takes_a_link_without_script():
+    user = UserFactory()
+    client = signed_in(user)
+    page = client.get("/").content.decode()
+    assert re.search(r'<label for="id_source_url">Or a link to a video</label>\s*<input type="url" name="source_url"', page)
+    response = client.post("/", {"source_url": "https://media.example/show/episode-1.mp4", "preset": "best",
+                                 "csrfmiddlewaretoken": csrf_token(client)})
+    assert response.status_code == 302 and response["Location"] == "/conversions/"
+    job = Conversion.objects.get(owner=user)
+    assert (job.source_url, job.original_filename, job.status) == (
+        "https://media.example/show/episode-1.mp4", "episode-1.mp4", "queued"
+    )
+    assert job.options["bitrate_kbps"] == 320
+
+
+def test_a_bad_link_gets_its_sentence():
+    user = UserFactory()
+    client = signed_in(user)
+    response = client.post("/", {"source_url": "ftp://media.example/a.mp4", "preset": "standard",
+                                 "csrfmiddlewaretoken": csrf_token(client)})
+    assert response.status_code == 400
+    assert "Only http and https URLs can be imported." in response.content.decode()
+    assert not Conversion.objects.filter(owner=user).exists()
+
+
+def test_a_fetching_job_shows_its_progress_in_the_list():
+    user = UserFactory()
+    ConversionFactory(owner=user, status="fetching", progress=40, source_url="https://media.example/a.mp4")
+    page = signed_in(user).get("/conversions/").content.decode()
+    assert '<span class="status status-fetching" data-field="status">Fetching</span>' in page
+    assert re.search(r'<progress max="100" value="40" data-field="progress"[^>]*>', page)
+    assert not re.search(r'<progress max="100" value="40" data-field="progress"[^>]* hidden', page)
+
+
 # --- your conversions --------------------------------------------------------------------------------------------------
 def test_the_list_is_empty_with_a_way_forward():
     page = signed_in(UserFactory()).get("/conversions/")
