@@ -32,7 +32,7 @@ from mp3converter.errors import InvalidRequest, NotAuthenticated, PermissionDeni
 from ..engine import MP3
 from ..selectors import conversion_get
 from ..services import conversion_create, upload_check_declared
-from .downloads import IgnoreAcceptHeader, mp3_download
+from .downloads import IgnoreAcceptHeader, conversion_download
 from .serializers import ConversionOptionsInputSerializer
 
 
@@ -152,7 +152,9 @@ class ClassicUploadView(ClassicView):
         request={"multipart/form-data": {"type": "object", "additionalProperties": {"type": "string", "format": "binary"}}},
         responses={
             (200, "text/plain"): plain("success! fid=<id>"),
-            (400, "text/plain"): plain("exactly 1 file required | the submitted file is empty | a bad option"),
+            (400, "text/plain"): plain(
+                "exactly 1 file required | the submitted file is empty | a bad option | a field that is not an option"
+            ),
             **BEARER_REFUSED,
             (403, "text/plain"): plain(
                 "not authorized: a bad, expired or foreign token, or an inactive or deleted user | Confirm your email "
@@ -162,7 +164,10 @@ class ClassicUploadView(ClassicView):
                 "The file is larger than the MAX_UPLOAD_MB limit, or it would pass the account's storage limit."
             ),
             (415, "text/plain"): plain("Not a video or audio file this service can read."),
-            (422, "text/plain"): plain("No audio track, or the trim lies outside the file."),
+            (422, "text/plain"): plain(
+                "No audio track, the trim lies outside the file, or split=chapters on a file with no chapters or too "
+                "many."
+            ),
             (429, "text/plain"): plain(
                 "Too many conversions queued or running, or too many uploads in the last hour (see Retry-After)."
             ),
@@ -182,7 +187,8 @@ class ClassicUploadView(ClassicView):
         if not files[0].size:
             # Like the native API (400): an empty file is a bad request, not media of an unknown kind (415).
             raise InvalidRequest("the submitted file is empty")
-        options = ConversionOptionsInputSerializer(data=request.data)
+        # The file may come under any field name; every other field must be an option.
+        options = ConversionOptionsInputSerializer(data=request.data, context={"extra_fields": list(request.FILES)})
         options.is_valid(raise_exception=True)
         conversion = conversion_create(owner=user, upload=files[0], options=options.to_options())
         return text(f"success! fid={conversion.id}", Location=reverse("conversion-detail", args=[conversion.id]))
@@ -191,10 +197,13 @@ class ClassicUploadView(ClassicView):
 class ClassicDownloadView(ClassicView):
     @extend_schema(
         tags=["classic"],
-        summary="Download a finished MP3 by its file id.",
+        summary="Download a finished MP3 by its file id (a ZIP of the tracks with split=chapters).",
         parameters=[OpenApiParameter("fid", str, required=True, description="The id from /upload or the email.")],
         responses={
             (200, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="With split=chapters: a ZIP of the tracks and an .m3u playlist."
+            ),
             (206, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
             304: OpenApiResponse(description="If-None-Match matched the ETag."),
             (400, "text/plain"): plain("fid is required"),
@@ -212,4 +221,4 @@ class ClassicDownloadView(ClassicView):
         conversion = conversion_get(user=user, conversion_id=fid)
         if conversion is None:
             raise Http404
-        return mp3_download(request, conversion)
+        return conversion_download(request, conversion)

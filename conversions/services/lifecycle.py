@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from celery import chain
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, transaction
 from django.db.models import F
@@ -22,7 +23,7 @@ from mp3converter.errors import QueueUnavailable, ServiceError, StorageUnavailab
 
 from .. import engine
 from ..filenames import clean_filename, stem
-from ..models import Conversion
+from ..models import Conversion, Track
 from ..selectors import conversion_attempt_rows
 from ..storage import STORAGE_ERRORS
 from .quotas import owner_lock, quota_check, retry_check, upload_check, upload_record_create
@@ -140,14 +141,27 @@ def conversion_retry(*, conversion: Conversion, enforce_limits: bool = False) ->
         )
         if requeued:
             attempt = Conversion.objects.values_list("attempt", flat=True).get(pk=conversion.pk)
+            _tracks_delete(conversion_id=conversion.pk)  # the new attempt makes its own
             transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.pk, attempt=attempt))
     return bool(requeued)
 
 
+def _tracks_delete(*, conversion_id: uuid.UUID) -> None:
+    """Remove a job's track rows now and their files once the transaction commits (a rollback keeps both)."""
+    names = list(Track.objects.filter(conversion_id=conversion_id).values_list("mp3", flat=True))
+    Track.objects.filter(conversion_id=conversion_id).delete()
+    if names:
+        transaction.on_commit(lambda: [default_storage.delete(name) for name in names])
+
+
 @transaction.atomic
 def conversion_delete(*, conversion: Conversion) -> None:
-    """Remove the job and both of its stored files. A storage error rolls the row back, so nothing is orphaned."""
+    """Remove the job and its stored files: the source, the MP3 or each track's. A storage error rolls the row back,
+    so nothing is orphaned."""
+    track_names = list(Track.objects.filter(conversion_id=conversion.pk).values_list("mp3", flat=True))
     Conversion.objects.filter(pk=conversion.pk).delete()
+    for name in track_names:
+        default_storage.delete(name)
     for stored in (conversion.mp3, conversion.source):
         if stored:
             stored.storage.delete(stored.name)
