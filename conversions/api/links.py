@@ -1,9 +1,9 @@
 """The signed download link, opened in a browser from the email: `GET /links/<token>/`, with no sign-in.
 
-A working link serves the MP3 exactly as the owner's download does (`downloads.conversion_download`: streamed, `Range`,
-`ETag`, the MP3's name, `Cache-Control: private, no-store`; a split job's ZIP of its tracks). A refused one answers its status (403 or 410) with a
-short page saying why, in words: this surface's error handler, for people rather than programs. The token is a
-credential: nothing here logs it.
+A working link serves what the owner's download does (`downloads.conversion_download`: the MP3 streamed, with
+`Range`, `ETag`, its name and `Cache-Control: private, no-store`; a split job's ZIP of its tracks). A refused one
+answers its status (403 or 410) with a short page saying why, in words: this surface's error handler, for people
+rather than programs. The token is a credential: nothing here logs it.
 """
 
 import logging

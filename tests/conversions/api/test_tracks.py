@@ -45,7 +45,8 @@ def test_a_file_with_chapters_becomes_one_tagged_mp3_per_chapter(
     for track, (start, end, _) in zip(tracks, CHAPTERS, strict=True):
         assert track["start_seconds"] == start
         assert track["duration_seconds"] == pytest.approx(end - start, abs=0.05)
-        assert track["download_url"] == f"http://testserver/api/conversions/{job['id']}/tracks/{track['number']}/download/"
+        number = track["number"]
+        assert track["download_url"] == f"http://testserver{job_url(job['id'], f'tracks/{number}/download')}"
     assert job["mp3_size"] == sum(track["size"] for track in tracks)
 
     # Each track on its own, tagged, with its cover; a Range answers 206.

@@ -132,7 +132,8 @@ def test_one_command_decodes_once_and_writes_each_track_with_its_tags(tmp_path):
         assert output[2:4] == ["-map", "1:v:0"]  # the cover
         assert f"track={number}/3" in output and "album=Lecture" in output and "artist=Ada" in output
         assert output[output.index("-b:a") + 1] == "128k" and output[output.index("-fs") + 1] == "1000"
-    titles = [command[i + 1] for i, arg in enumerate(command) if arg == "-metadata" and command[i + 1].startswith("title=")]
+    tags = [command[i + 1] for i, arg in enumerate(command) if arg == "-metadata"]
+    titles = [tag for tag in tags if tag.startswith("title=")]
     assert titles == ["title=Intro", "title=Chapter 2", "title=End"]
     assert command[-3:] == ["-f", "null", "-"]  # the whole audio, for the progress
 
