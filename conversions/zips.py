@@ -20,8 +20,8 @@ from zipstream import ZIP_STORED, ZipStream
 
 from mp3converter.errors import InvalidRequest, InvalidState, NotFound
 
-from .filenames import download_name
-from .models import Conversion
+from .filenames import download_name, track_download_name
+from .models import Conversion, Track
 from .selectors import conversion_map
 
 # The most conversions one ZIP may hold: a request names each of them, and each is a stored file to read.
@@ -87,10 +87,10 @@ class MP3Zip(ZipStream):
             source.close()
 
 
-def tracks_playlist(conversion: Conversion, names: Sequence[str]) -> bytes:
+def tracks_playlist(tracks: Sequence[Track], names: Sequence[str]) -> bytes:
     """An extended M3U playlist of the tracks, by their names in the ZIP (beside it), in order; UTF-8."""
     lines = ["#EXTM3U"]
-    for track, name in zip(conversion.tracks.all(), names, strict=True):
+    for track, name in zip(tracks, names, strict=True):
         title = " ".join(track.title.split())  # one line each
         lines += [f"#EXTINF:{round(track.duration_seconds)},{title}", name]
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
@@ -103,10 +103,10 @@ def tracks_zip(*, conversion: Conversion) -> tuple[str, MP3Zip]:
     if conversion.status != Conversion.Status.DONE or not tracks:
         raise InvalidState(f"The tracks are not ready: the conversion is {conversion.status}.")
     archive = MP3Zip(sized=True)
-    names = zip_entry_names([track.mp3_filename for track in tracks])
+    names = zip_entry_names([track_download_name(track.number, track.title, len(tracks)) for track in tracks])
     for track, name in zip(tracks, names, strict=True):
         archive.add_stored(storage=track.mp3.storage, name=track.mp3.name, size=track.size, arcname=name)
-    archive.add(tracks_playlist(conversion, names), download_name(conversion.original_filename, ".m3u"))
+    archive.add(tracks_playlist(tracks, names), download_name(conversion.original_filename, ".m3u"))
     return download_name(conversion.original_filename, ".zip"), archive
 
 
