@@ -1,4 +1,5 @@
-"""A job's life outside the converter: create (probe, store, queue), enqueue, cancel, retry, fail, delete.
+"""A job's life outside the converter: create (probe, store, queue), enqueue, cancel, retry, fail, delete (with the
+tracks of a split job).
 
 State changes are conditional updates on the row, so a redelivered task can neither repeat finished work nor move a
 job backwards.
@@ -151,7 +152,12 @@ def _tracks_delete(*, conversion_id: uuid.UUID) -> None:
     names = list(Track.objects.filter(conversion_id=conversion_id).values_list("mp3", flat=True))
     Track.objects.filter(conversion_id=conversion_id).delete()
     if names:
-        transaction.on_commit(lambda: [default_storage.delete(name) for name in names])
+        transaction.on_commit(lambda: _delete_stored(names))
+
+
+def _delete_stored(names: list[str]) -> None:
+    for name in names:
+        default_storage.delete(name)
 
 
 @transaction.atomic
@@ -160,8 +166,7 @@ def conversion_delete(*, conversion: Conversion) -> None:
     so nothing is orphaned."""
     track_names = list(Track.objects.filter(conversion_id=conversion.pk).values_list("mp3", flat=True))
     Conversion.objects.filter(pk=conversion.pk).delete()
-    for name in track_names:
-        default_storage.delete(name)
+    _delete_stored(track_names)
     for stored in (conversion.mp3, conversion.source):
         if stored:
             stored.storage.delete(stored.name)
