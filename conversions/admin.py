@@ -4,7 +4,7 @@ from mp3converter.errors import ErrorCode
 from notifications.admin import resend_email
 from notifications.selectors import notified_at
 
-from .models import Conversion
+from .models import Conversion, Track
 from .services import conversion_cancel, conversion_retry
 
 
@@ -29,6 +29,23 @@ class ErrorCodeFilter(admin.SimpleListFilter):
         return queryset.filter(error_code=self.value()) if self.value() else queryset
 
 
+class TrackInline(admin.TabularInline):
+    """A split job's tracks, read-only: the worker writes them with the job's move to done."""
+
+    model = Track
+    fields = ["number", "title", "start_seconds", "duration_seconds", "stored_mp3", "size"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="MP3")
+    def stored_mp3(self, track):
+        return track.mp3.name  # as text: the shared storages serve no URL (see ConversionAdmin)
+
+
 @admin.register(Conversion)
 class ConversionAdmin(admin.ModelAdmin):
     list_display = ["original_filename", "owner", "status", "progress", "error", "duration_seconds", "mp3_size", "created_at"]
@@ -37,6 +54,7 @@ class ConversionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["retry_failed", "cancel", resend_email]
+    inlines = [TrackInline]
     readonly_fields = [
         "id", "owner", "original_filename", "source_url", "stored_source", "source_size", "status", "progress", "attempt",
         "error", "error_message", "error_detail", "stored_mp3", "mp3_size", "duration_seconds", "options",

@@ -39,6 +39,27 @@ def output_name(conversion_id, attempt: int) -> str:
     return f"mp3/{conversion_id}-{attempt}{MP3.extension}"
 
 
-def download_name(original_filename: str) -> str:
-    """The download's name: the original name's stem with the output's extension."""
-    return f"{stem(original_filename) or 'audio'}{MP3.extension}"
+def track_name(conversion_id, attempt: int, number: int) -> str:
+    """A chapter's MP3, one name per attempt like the single MP3's."""
+    return f"tracks/{conversion_id}-{attempt}-{number:03d}{MP3.extension}"
+
+
+def safe_part(text: str, *, limit: int = 120) -> str:
+    """Text made safe as part of a file name on any system: no folders, no characters Windows refuses, no control
+    characters, not ending in a dot or space, at most `limit` characters."""
+    text = unicodedata.normalize("NFC", text or "")
+    text = re.sub(r'[\x00-\x1f\x7f<>:"/\\|?*]', " ", text)
+    text = re.sub(r"\s+", " ", text).strip()[:limit].rstrip(". ")
+    return text
+
+
+def track_download_name(number: int, title: str, total: int) -> str:
+    """`01 - Intro.mp3`: the track number (as wide as the total needs, at least two digits), then its title."""
+    width = max(2, len(str(total)))
+    title = safe_part(title)
+    return f"{number:0{width}d} - {title}{MP3.extension}" if title else f"{number:0{width}d}{MP3.extension}"
+
+
+def download_name(original_filename: str, extension: str = MP3.extension) -> str:
+    """The download's name: the original name's stem with the output's extension (or `extension`)."""
+    return f"{stem(original_filename) or 'audio'}{extension}"

@@ -1,4 +1,5 @@
-"""A conversion job: one uploaded source, at most one MP3, and the state of the work in between."""
+"""A conversion job: one uploaded source, at most one MP3 (or one per chapter: its tracks), and the state of the work in
+between."""
 
 import uuid
 
@@ -83,6 +84,46 @@ class Conversion(models.Model):
     def mp3_filename(self) -> str:
         """The download name: the original name's stem with .mp3."""
         return filenames.download_name(self.original_filename)
+
+    @property
+    def is_split(self) -> bool:
+        """Converted (or to be) into one MP3 per chapter: the job's download is then a ZIP of its tracks."""
+        return self.options.get("split") == "chapters"
+
+    @property
+    def tracks_total(self) -> int:
+        return len(self.tracks.all())  # prefetched by the selectors: no query per track
+
+
+def track_upload_to(instance: "Track", filename: str) -> str:
+    return filenames.track_name(instance.conversion_id, instance.conversion.attempt, instance.number)
+
+
+class Track(models.Model):
+    """One chapter's MP3 of a job converted with split=chapters. Written together with the job's move to done, by
+    the attempt that made them; the files are stored under names of that attempt (filenames.track_name)."""
+
+    conversion = models.ForeignKey(Conversion, on_delete=models.CASCADE, related_name="tracks")
+    number = models.PositiveSmallIntegerField()  # from 1, in the order of the chapters
+    title = models.CharField(max_length=255)
+    start_seconds = models.FloatField()  # where the chapter starts in the source
+    duration_seconds = models.FloatField()
+    mp3 = models.FileField(upload_to=track_upload_to, max_length=255)
+    size = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["conversion", "number"]
+        constraints = [
+            # A redelivered message cannot add a job's tracks twice.
+            models.UniqueConstraint(fields=["conversion", "number"], name="track_conversion_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number}. {self.title}"
+
+    @property
+    def mp3_filename(self) -> str:
+        return filenames.track_download_name(self.number, self.title, self.conversion.tracks_total)
 
 
 class UploadRecord(models.Model):

@@ -10,12 +10,16 @@ from django.utils import timezone
 
 from notifications.selectors import notified_at
 
-from .models import Conversion, UploadRecord
+from .models import Conversion, Track, UploadRecord
 
 
 def conversion_list(*, user) -> QuerySet[Conversion]:
-    """The user's jobs, newest first, each with `notified_at` (when its owner was told about this attempt)."""
-    return Conversion.objects.filter(owner=user).annotate(notified_at=notified_at()).order_by("-created_at")
+    """The user's jobs, newest first, each with `notified_at` (when its owner was told about this attempt) and its
+    tracks (split=chapters), read in one more query for all of them."""
+    return (
+        Conversion.objects.filter(owner=user).annotate(notified_at=notified_at()).prefetch_related("tracks")
+        .order_by("-created_at")
+    )
 
 
 def conversion_get(*, user, conversion_id) -> Conversion | None:
@@ -36,6 +40,15 @@ def conversion_map(*, user, conversion_ids: Iterable[uuid.UUID | str]) -> dict[u
         except ValueError:
             continue
     return {conversion.id: conversion for conversion in conversion_list(user=user).filter(pk__in=wanted)}
+
+
+def track_get(*, conversion: Conversion, number) -> Track | None:
+    """The job's track with this number, or None (also for numbers that are not numbers)."""
+    try:
+        number = int(str(number))
+    except ValueError:
+        return None
+    return next((track for track in conversion.tracks.all() if track.number == number), None)
 
 
 def conversion_attempt_rows(*, conversion_id, attempt: int | None) -> QuerySet[Conversion]:

@@ -1,4 +1,5 @@
-"""One ZIP of several finished MP3s, streamed as it is made: no temporary file, no archive in memory.
+"""One ZIP of several finished MP3s, streamed as it is made: no temporary file, no archive in memory. Either a user's
+chosen jobs (`conversions_zip`) or one split job's tracks with an .m3u playlist (`tracks_zip`).
 
 Each MP3 is read from the file storage chunk by chunk, through the Storage API only (a folder, GridFS or S3 alike),
 when the archive reaches it. MP3 does not compress, so every entry is stored as it is; with every MP3's size known
@@ -19,7 +20,8 @@ from zipstream import ZIP_STORED, ZipStream
 
 from mp3converter.errors import InvalidRequest, InvalidState, NotFound
 
-from .models import Conversion
+from .filenames import download_name, track_download_name
+from .models import Conversion, Track
 from .selectors import conversion_map
 
 # The most conversions one ZIP may hold: a request names each of them, and each is a stored file to read.
@@ -85,6 +87,29 @@ class MP3Zip(ZipStream):
             source.close()
 
 
+def tracks_playlist(tracks: Sequence[Track], names: Sequence[str]) -> bytes:
+    """An extended M3U playlist of the tracks, by their names in the ZIP (beside it), in order; UTF-8."""
+    lines = ["#EXTM3U"]
+    for track, name in zip(tracks, names, strict=True):
+        title = " ".join(track.title.split())  # one line each
+        lines += [f"#EXTINF:{round(track.duration_seconds)},{title}", name]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def tracks_zip(*, conversion: Conversion) -> tuple[str, MP3Zip]:
+    """A split job's tracks as one ZIP, `01 - Title.mp3`, … and `<name>.m3u`: its download name and the archive.
+    InvalidState (409) while the job is not done."""
+    tracks = list(conversion.tracks.all())
+    if conversion.status != Conversion.Status.DONE or not tracks:
+        raise InvalidState(f"The tracks are not ready: the conversion is {conversion.status}.")
+    archive = MP3Zip(sized=True)
+    names = zip_entry_names([track_download_name(track.number, track.title, len(tracks)) for track in tracks])
+    for track, name in zip(tracks, names, strict=True):
+        archive.add_stored(storage=track.mp3.storage, name=track.mp3.name, size=track.size, arcname=name)
+    archive.add(tracks_playlist(tracks, names), download_name(conversion.original_filename, ".m3u"))
+    return download_name(conversion.original_filename, ".zip"), archive
+
+
 def zip_entry_names(names: Sequence[str]) -> list[str]:
     """The names as given, a later duplicate getting ` (2)`, ` (3)`, … before its extension. Names that differ only
     in case count as duplicates: they would overwrite each other when unpacked on Windows or macOS."""
@@ -137,12 +162,25 @@ def conversions_zip(*, user, conversion_ids: Sequence[uuid.UUID | str]) -> tuple
         raise NotFound(f"There is no conversion with the id {', '.join(missing)}.")
     # One entry per job, also when one id was written two ways.
     conversions = list({conversion.id: conversion for conversion in jobs.values()}.values())
-    if not_ready := [c for c in conversions if c.status != Conversion.Status.DONE or not c.mp3]:
+    if not_ready := [c for c in conversions if c.status != Conversion.Status.DONE or not _has_output(c)]:
         raise InvalidState("Only done conversions go into a ZIP: " + "; ".join(map(_not_ready, not_ready)) + ".")
 
     archive = MP3Zip(sized=all(conversion.mp3_size is not None for conversion in conversions))
-    names = zip_entry_names([conversion.mp3_filename for conversion in conversions])
+    # A split job's tracks go in a folder of its name.
+    names = zip_entry_names([
+        download_name(conversion.original_filename, "") if conversion.is_split else conversion.mp3_filename
+        for conversion in conversions
+    ])
     for conversion, name in zip(conversions, names, strict=True):
-        archive.add_stored(storage=conversion.mp3.storage, name=conversion.mp3.name, size=conversion.mp3_size,
-                           arcname=name)
+        if not conversion.is_split:
+            archive.add_stored(storage=conversion.mp3.storage, name=conversion.mp3.name, size=conversion.mp3_size,
+                               arcname=name)
+            continue
+        for track in conversion.tracks.all():
+            archive.add_stored(storage=track.mp3.storage, name=track.mp3.name, size=track.size,
+                               arcname=f"{name}/{track.mp3_filename}")
     return zip_filename(), archive
+
+
+def _has_output(conversion: Conversion) -> bool:
+    return bool(conversion.tracks.all()) if conversion.is_split else bool(conversion.mp3)

@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA = "unsupported_media", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     NO_AUDIO_STREAM = "no_audio_stream", HTTPStatus.UNPROCESSABLE_ENTITY
     TRIM_OUT_OF_RANGE = "trim_out_of_range", HTTPStatus.UNPROCESSABLE_ENTITY
+    NO_CHAPTERS = "no_chapters", HTTPStatus.UNPROCESSABLE_ENTITY
+    TOO_MANY_CHAPTERS = "too_many_chapters", HTTPStatus.UNPROCESSABLE_ENTITY
     TOO_LONG = "too_long", HTTPStatus.UNPROCESSABLE_ENTITY
     OUTPUT_TOO_LARGE = "output_too_large", HTTPStatus.UNPROCESSABLE_ENTITY
     CORRUPT_MEDIA = "corrupt_media", HTTPStatus.UNPROCESSABLE_ENTITY

@@ -26,11 +26,11 @@ def jobs():
 
 
 def stored_files() -> set[str]:
-    """Every file the default storage holds for jobs: `sources/…` and `mp3/…`."""
+    """Every file the default storage holds for jobs: `sources/…`, `mp3/…` and `tracks/…`."""
     from django.core.files.storage import default_storage
 
     names = set()
-    for folder in ("sources", "mp3"):
+    for folder in ("sources", "mp3", "tracks"):
         try:
             names |= {f"{folder}/{name}" for name in default_storage.listdir(folder)[1]}
         except FileNotFoundError:  # a folder not made yet (S3 has no folders: it lists nothing instead)

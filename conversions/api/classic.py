@@ -33,7 +33,7 @@ from mp3converter.errors import InvalidRequest, NotAuthenticated, PermissionDeni
 from ..engine import MP3
 from ..selectors import conversion_get
 from ..services import conversion_create, conversion_create_from_url, upload_check_declared
-from .downloads import IgnoreAcceptHeader, mp3_download
+from .downloads import IgnoreAcceptHeader, conversion_download
 from .serializers import ConversionOptionsInputSerializer, ConversionSourceUrlInputSerializer
 
 
@@ -154,8 +154,8 @@ class ClassicUploadView(ClassicView):
         responses={
             (200, "text/plain"): plain("success! fid=<id>"),
             (400, "text/plain"): plain(
-                "exactly 1 file required | the submitted file is empty | a bad option | a bad source_url | send either "
-                "a file or a source_url, not both"
+                "exactly 1 file required | the submitted file is empty | a bad option | a field that is not an option "
+                "| a bad source_url | send either a file or a source_url, not both"
             ),
             **BEARER_REFUSED,
             (403, "text/plain"): plain(
@@ -166,7 +166,10 @@ class ClassicUploadView(ClassicView):
                 "The file is larger than the MAX_UPLOAD_MB limit, or it would pass the account's storage limit."
             ),
             (415, "text/plain"): plain("Not a video or audio file this service can read."),
-            (422, "text/plain"): plain("No audio track, or the trim lies outside the file."),
+            (422, "text/plain"): plain(
+                "No audio track, the trim lies outside the file, or split=chapters on a file with no chapters or too "
+                "many."
+            ),
             (429, "text/plain"): plain(
                 "Too many conversions queued or running, or too many uploads in the last hour (see Retry-After)."
             ),
@@ -179,15 +182,16 @@ class ClassicUploadView(ClassicView):
         upload_check_declared(user=user, content_length=request.META.get("CONTENT_LENGTH"))
         try:
             files = [upload for field in request.FILES for upload in request.FILES.getlist(field)]
+            data = request.data
         except (exceptions.ParseError, exceptions.UnsupportedMediaType):
-            files = []
-        source_url = ConversionSourceUrlInputSerializer(data=request.data)
+            files, data = [], {}
+        source_url = ConversionSourceUrlInputSerializer(data=data)
         source_url.is_valid(raise_exception=True)
         if source_url := source_url.validated_data.get("source_url"):
             # Import from a URL instead of a file: the same answer once the job is queued.
             if files:
                 raise InvalidRequest("send either a file or a source_url, not both")
-            options = ConversionOptionsInputSerializer(data=request.data)
+            options = ConversionOptionsInputSerializer(data=data, context={"extra_fields": ["source_url"]})
             options.is_valid(raise_exception=True)
             conversion = conversion_create_from_url(owner=user, source_url=source_url, options=options.to_options())
             return text(f"success! fid={conversion.id}", Location=reverse("conversion-detail", args=[conversion.id]))
@@ -196,7 +200,10 @@ class ClassicUploadView(ClassicView):
         if not files[0].size:
             # Like the native API (400): an empty file is a bad request, not media of an unknown kind (415).
             raise InvalidRequest("the submitted file is empty")
-        options = ConversionOptionsInputSerializer(data=request.data)
+        # The file may come under any field name (and an empty source_url may come along); every other field must be
+        # an option.
+        extra_fields = [*request.FILES, "source_url"]
+        options = ConversionOptionsInputSerializer(data=data, context={"extra_fields": extra_fields})
         options.is_valid(raise_exception=True)
         conversion = conversion_create(owner=user, upload=files[0], options=options.to_options())
         return text(f"success! fid={conversion.id}", Location=reverse("conversion-detail", args=[conversion.id]))
@@ -205,10 +212,13 @@ class ClassicUploadView(ClassicView):
 class ClassicDownloadView(ClassicView):
     @extend_schema(
         tags=["classic"],
-        summary="Download a finished MP3 by its file id.",
+        summary="Download a finished MP3 by its file id (a ZIP of the tracks with split=chapters).",
         parameters=[OpenApiParameter("fid", str, required=True, description="The id from /upload or the email.")],
         responses={
             (200, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="With split=chapters: a ZIP of the tracks and an .m3u playlist."
+            ),
             (206, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
             304: OpenApiResponse(description="If-None-Match matched the ETag."),
             (400, "text/plain"): plain("fid is required"),
@@ -226,4 +236,4 @@ class ClassicDownloadView(ClassicView):
         conversion = conversion_get(user=user, conversion_id=fid)
         if conversion is None:
             raise Http404
-        return mp3_download(request, conversion)
+        return conversion_download(request, conversion)

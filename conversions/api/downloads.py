@@ -1,5 +1,6 @@
-"""Serving converted files as downloads: `mp3_download` for a job, on `file_download_response`; `zip_download` for a
-ZIP of several (conversions/zips.py).
+"""Serving converted files as downloads: `conversion_download` for a job (its MP3 by `mp3_download`, or the ZIP of a
+split job's tracks), `track_download` for one track, both on `file_download_response`; `zip_download` for a ZIP of
+several (conversions/zips.py).
 
 ``file_download_response`` turns an already opened binary file-like object
 (a Django ``File`` wrapping a GridFS ``GridOut``, a local file, ...) into a
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from django.http import (
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBase,
@@ -38,8 +40,17 @@ from mp3converter.errors import InvalidState
 
 from ..engine import MP3
 from ..models import Conversion
+from ..selectors import track_get
+from ..zips import tracks_zip
 
-__all__ = ["IgnoreAcceptHeader", "file_download_response", "mp3_download", "zip_download"]
+__all__ = [
+    "IgnoreAcceptHeader",
+    "conversion_download",
+    "file_download_response",
+    "mp3_download",
+    "track_download",
+    "zip_download",
+]
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
@@ -311,6 +322,32 @@ def mp3_download(request: HttpRequest, conversion: Conversion) -> HttpResponseBa
         size=conversion.mp3_size,
         etag=f"{conversion.id.hex}-{int(conversion.finished_at.timestamp() * 1000)}",
         filename=conversion.mp3_filename,
+        content_type=MP3.mime_type,
+    )
+
+
+def conversion_download(request: HttpRequest, conversion: Conversion) -> HttpResponseBase:
+    """What a job's download serves: its MP3, or for a split job (split=chapters) a ZIP of its tracks and an .m3u
+    playlist. InvalidState (409) while it is not done."""
+    if conversion.is_split:
+        return zip_download(*tracks_zip(conversion=conversion))
+    return mp3_download(request, conversion)
+
+
+def track_download(request: HttpRequest, conversion: Conversion, number) -> HttpResponseBase:
+    """One track of a split job, streamed with Range like an MP3. Http404 for a number the job has no track for;
+    InvalidState (409) while the job is not done."""
+    if conversion.status != Conversion.Status.DONE:
+        raise InvalidState(f"The tracks are not ready: the conversion is {conversion.status}.")
+    track = track_get(conversion=conversion, number=number)
+    if track is None:
+        raise Http404("This conversion has no track with this number.")
+    return file_download_response(
+        request,
+        file=track.mp3.open("rb"),
+        size=track.size,
+        etag=f"{conversion.id.hex}-{int(conversion.finished_at.timestamp() * 1000)}-{track.number}",
+        filename=track.mp3_filename,
         content_type=MP3.mime_type,
     )
 

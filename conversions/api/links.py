@@ -1,9 +1,9 @@
 """The signed download link, opened in a browser from the email: `GET /links/<token>/`, with no sign-in.
 
-A working link serves the MP3 exactly as the owner's download does (`downloads.mp3_download`: streamed, `Range`,
-`ETag`, the MP3's name, `Cache-Control: private, no-store`). A refused one answers its status (403 or 410) with a
-short page saying why, in words: this surface's error handler, for people rather than programs. The token is a
-credential: nothing here logs it.
+A working link serves what the owner's download does (`downloads.conversion_download`: the MP3 streamed, with
+`Range`, `ETag`, its name and `Cache-Control: private, no-store`; a split job's ZIP of its tracks). A refused one
+answers its status (403 or 410) with a short page saying why, in words: this surface's error handler, for people
+rather than programs. The token is a credential: nothing here logs it.
 """
 
 import logging
@@ -16,7 +16,7 @@ from mp3converter.api import as_service_error, error_headers
 from mp3converter.errors import ServiceError
 
 from ..services import conversion_link_resolve
-from .downloads import mp3_download
+from .downloads import conversion_download
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ TEMPLATE = "conversions/link_refused.html"
 def conversion_link_download(request: HttpRequest, token: str) -> HttpResponseBase:
     try:
         conversion = conversion_link_resolve(token=token)
-        response = mp3_download(request, conversion)
+        response = conversion_download(request, conversion)
     except Exception as exc:
         if (error := as_service_error(exc)) is None:
             raise

@@ -37,7 +37,7 @@ from ..services import (
 )
 from ..zips import ZIP_MAX_CONVERSIONS, conversions_zip
 from .conditional import POLLING_CACHE_CONTROL, not_modified, representation_etag
-from .downloads import IgnoreAcceptHeader, mp3_download, zip_download
+from .downloads import IgnoreAcceptHeader, conversion_download, track_download, zip_download
 from .serializers import (
     ConversionCreateInputSerializer,
     ConversionOutputSerializer,
@@ -56,8 +56,8 @@ ERROR_BODY = inline_serializer(
 )
 FIELD_ERRORS = OpenApiResponse(
     OpenApiTypes.OBJECT,
-    description="A bad option, no file, an empty file or more than one, a bad source_url, or both a file and a "
-    "source_url: {field: [messages]}.",
+    description="A bad option, a field that is not one of these, no file, an empty file or more than one, a bad "
+    "source_url, or both a file and a source_url: {field: [messages]}.",
 )
 UNAUTHENTICATED = OpenApiResponse(ERROR_BODY, description="No or bad credentials.")
 NOT_FOUND = OpenApiResponse(ERROR_BODY, description="No such conversion, or it is another user's.")
@@ -130,8 +130,9 @@ class ConversionListCreateView(GenericAPIView):
             ),
             422: OpenApiResponse(
                 ERROR_BODY,
-                description="The file has no audio stream (code no_audio_stream), or the trim lies outside it "
-                "(code trim_out_of_range).",
+                description="The file has no audio stream (code no_audio_stream), the trim lies outside it "
+                "(code trim_out_of_range), or split=chapters on a file with no chapters (code no_chapters) or too "
+                "many (code too_many_chapters).",
             ),
             429: RATE_LIMITED,
             503: OpenApiResponse(ERROR_BODY, description="The queue, database or file storage is unavailable; nothing was stored."),
@@ -202,6 +203,10 @@ class ConversionDownloadView(APIView):
     @extend_schema(
         responses={
             (200, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The MP3."),
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="With split=chapters: a ZIP of the tracks (01 - Title.mp3, …) and an .m3u playlist.",
+            ),
             (206, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
             304: OpenApiResponse(description="If-None-Match matched the ETag."),
             401: UNAUTHENTICATED,
@@ -211,7 +216,27 @@ class ConversionDownloadView(APIView):
         }
     )
     def get(self, request, conversion_id):
-        return mp3_download(request, get_owned_or_404(request, conversion_id))
+        return conversion_download(request, get_owned_or_404(request, conversion_id))
+
+
+class ConversionTrackDownloadView(APIView):
+    name = "Track download"
+    content_negotiation_class = IgnoreAcceptHeader
+
+    @extend_schema(
+        summary="Download one track of a conversion made with split=chapters.",
+        responses={
+            (200, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The track's MP3."),
+            (206, MP3.mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            304: OpenApiResponse(description="If-None-Match matched the ETag."),
+            401: UNAUTHENTICATED,
+            404: OpenApiResponse(ERROR_BODY, description="No such conversion (or another user's), or no such track."),
+            409: OpenApiResponse(ERROR_BODY, description="The conversion is not done yet (code invalid_state)."),
+            (416, "text/plain"): OpenApiResponse(str, description="The Range lies outside the file."),
+        },
+    )
+    def get(self, request, conversion_id, number):
+        return track_download(request, get_owned_or_404(request, conversion_id), number)
 
 
 class ConversionTransitionView(APIView):

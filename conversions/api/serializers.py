@@ -4,6 +4,9 @@ The option rules live in engine.OutputOptions, once. Each option field parses it
 whether it is fine on its own (so every bad field is reported at once, as DRF does); `validate` then builds the
 OutputOptions, which checks the rules across options. What each field accepts is also in the API schema, read from
 the same format table.
+
+Input serializers of forms refuse fields they do not know (`KnownFieldsOnly`): a misspelt option is an error, not
+silently the default.
 """
 
 from django.urls import reverse
@@ -17,9 +20,39 @@ from mp3converter.errors import ErrorCode
 
 from .. import engine
 from ..engine import MP3
-from ..models import Conversion
+from ..models import Conversion, Track
 from ..presets import PRESETS, preset_options
 from ..zips import NO_IDS, TOO_MANY_IDS, ZIP_MAX_CONVERSIONS
+
+
+class KnownFieldsOnly:
+    """A serializer mixin: a field the serializer does not declare is refused (400, naming it), with the other field
+    errors. The known fields are the declared ones, whatever subclasses add. Django's CSRF token, which every HTML
+    form sends, is not a field; `extra_fields` in the context names more to let through (the classic upload's file,
+    under any name)."""
+
+    ignored_fields = frozenset({"csrfmiddlewaretoken"})
+
+    def unknown_fields(self, data) -> list[str]:
+        if not hasattr(data, "keys"):
+            return []
+        allowed = set(self.fields) | self.ignored_fields | set(self.context.get("extra_fields", ()))
+        return [name for name in data.keys() if name not in allowed]
+
+    def to_internal_value(self, data):
+        unknown = {
+            name: [f"Unknown field “{name}”. The fields are: {', '.join(self.fields)}."]
+            for name in self.unknown_fields(data)
+        }
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from exc
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
 
 
 class OptionField:
@@ -48,6 +81,10 @@ class TextOption(OptionField, serializers.CharField):
     pass
 
 
+class ChoiceOption(OptionField, serializers.ChoiceField):
+    pass
+
+
 class BooleanOption(OptionField, serializers.BooleanField):
     # A box left out of a form is not given (DRF would read it as false), so a preset's `true` stands.
     default_empty_html = empty
@@ -62,7 +99,7 @@ class OptionFieldSchema(OpenApiSerializerFieldExtension):
         return {**parsed, **self.target.accepts}
 
 
-class ConversionOptionsInputSerializer(serializers.Serializer):
+class ConversionOptionsInputSerializer(KnownFieldsOnly, serializers.Serializer):
     """The output options, shared by the native upload and the classic /upload (as form fields)."""
 
     preset = serializers.ChoiceField(
@@ -102,6 +139,14 @@ class ConversionOptionsInputSerializer(serializers.Serializer):
         required=False,
         help_text="Which audio track to convert, counting from 0. Default: the track marked default, else the first.",
         accepts={"minimum": 0},
+    )
+
+    split = ChoiceOption(
+        required=False, choices=list(engine.SPLITS),
+        help_text="chapters: one MP3 per chapter of the file (a file without chapters is refused, code no_chapters; "
+        f"at most {engine.MAX_CHAPTERS}), tagged with the track number, the chapter's title and album = album or "
+        "title; the download is then a ZIP of the tracks and an .m3u playlist. Not with trim_start or trim_end. "
+        "Default: none, one MP3.",
     )
 
     def validate(self, attrs):
@@ -176,9 +221,33 @@ class ConversionErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+def _absolute(serializer: serializers.Serializer, path: str) -> str:
+    request = serializer.context.get("request")
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+class TrackOutputSerializer(serializers.ModelSerializer):
+    """One chapter's MP3 of a split job."""
+
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Track
+        fields = ["number", "title", "start_seconds", "duration_seconds", "size", "download_url"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.URLField())
+    def get_download_url(self, track: Track) -> str:
+        return _absolute(self, reverse("conversion-track-download", args=[track.conversion_id, track.number]))
+
+
 class ConversionOutputSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
+    tracks = TrackOutputSerializer(
+        many=True, read_only=True,
+        help_text="With split=chapters, once done: one MP3 per chapter, in order. Empty otherwise.",
+    )
     # Annotated by conversions.selectors; missing (None) on a job just created, which nobody was told about yet.
     notified_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
@@ -196,6 +265,7 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
             "duration_seconds",
             "error",
             "download_url",
+            "tracks",
             "created_at",
             "started_at",
             "finished_at",
@@ -213,9 +283,7 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
     def get_download_url(self, conversion: Conversion) -> str | None:
         if conversion.status != Conversion.Status.DONE:
             return None
-        path = reverse("conversion-download", args=[conversion.id])
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request is not None else path
+        return _absolute(self, reverse("conversion-download", args=[conversion.id]))
 
 
 class DownloadLinkOutputSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from .native import (
     ConversionLinkView,
     ConversionListCreateView,
     ConversionRetryView,
+    ConversionTrackDownloadView,
     ConversionZipView,
 )
 
@@ -22,6 +23,10 @@ urlpatterns = [
     path("zip/", ConversionZipView.as_view(), name="conversion-zip"),
     path("<str:conversion_id>/", ConversionDetailView.as_view(), name="conversion-detail"),
     path("<str:conversion_id>/download/", ConversionDownloadView.as_view(), name="conversion-download"),
+    path(
+        "<str:conversion_id>/tracks/<int:number>/download/", ConversionTrackDownloadView.as_view(),
+        name="conversion-track-download",
+    ),
     path("<str:conversion_id>/cancel/", ConversionCancelView.as_view(), name="conversion-cancel"),
     path("<str:conversion_id>/retry/", ConversionRetryView.as_view(), name="conversion-retry"),
     path("<str:conversion_id>/link/", ConversionLinkView.as_view(), name="conversion-link"),

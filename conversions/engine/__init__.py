@@ -8,12 +8,22 @@ Limits (duration, output size) are passed in by the caller.
 - `formats`: the output format as data (MP3 is the one row), and the input demuxers allowed.
 - `options`: OutputOptions, what the user asked for, and every rule about it.
 - `probe`: what a file holds, and whether it lasts longer than a limit.
-- `command`: the ffmpeg argument lists.
+- `command`: the ffmpeg argument lists (one MP3, or one per chapter in one run).
 - `run`: a conversion, start to end (progress, cancel, timeout, the limits, failures).
 - `errors`: what can go wrong with the input.
 """
 
-from .command import COVER_MAX_SIDE, LOUDNORM_FILTER, build_command, copies_stream, cover_command, expected_duration
+from .command import (
+    COVER_MAX_SIDE,
+    LOUDNORM_FILTER,
+    TrackPlan,
+    build_command,
+    build_split_command,
+    copies_stream,
+    cover_command,
+    expected_duration,
+    track_plan,
+)
 from .errors import (
     UNDECODABLE_MESSAGE,
     ConversionCancelled,
@@ -22,26 +32,31 @@ from .errors import (
     InvalidOption,
     MediaError,
     NoAudioStream,
+    NoChapters,
     OutputTooLarge,
     TooLong,
+    TooManyChapters,
     TrimOutOfRange,
     UnsupportedMedia,
 )
 from .ffmpeg import child_env, ffmpeg_exe, input_args
 from .formats import INPUT_DEMUXERS, MP3, OutputFormat
-from .options import TAG_MAX_LENGTH, OutputOptions
-from .probe import AudioStream, MediaInfo, measure_duration, parse_probe_output, probe
-from .run import SHORTFALL_TOLERANCE_SECONDS, ConversionResult, convert
+from .options import MAX_CHAPTERS, SPLITS, TAG_MAX_LENGTH, OutputOptions
+from .probe import AudioStream, Chapter, MediaInfo, measure_duration, parse_chapters, parse_probe_output, probe
+from .run import SHORTFALL_TOLERANCE_SECONDS, ConversionResult, TrackResult, TracksResult, convert, convert_tracks
 
 __all__ = [
     "COVER_MAX_SIDE",
     "INPUT_DEMUXERS",
     "LOUDNORM_FILTER",
+    "MAX_CHAPTERS",
     "MP3",
     "SHORTFALL_TOLERANCE_SECONDS",
+    "SPLITS",
     "TAG_MAX_LENGTH",
     "UNDECODABLE_MESSAGE",
     "AudioStream",
+    "Chapter",
     "ConversionCancelled",
     "ConversionResult",
     "ConversionTimeout",
@@ -50,21 +65,30 @@ __all__ = [
     "MediaError",
     "MediaInfo",
     "NoAudioStream",
+    "NoChapters",
     "OutputFormat",
     "OutputOptions",
     "OutputTooLarge",
     "TooLong",
+    "TooManyChapters",
+    "TrackPlan",
+    "TrackResult",
+    "TracksResult",
     "TrimOutOfRange",
     "UnsupportedMedia",
     "build_command",
+    "build_split_command",
     "child_env",
     "convert",
+    "convert_tracks",
     "copies_stream",
     "cover_command",
     "expected_duration",
     "ffmpeg_exe",
     "input_args",
     "measure_duration",
+    "parse_chapters",
     "parse_probe_output",
     "probe",
+    "track_plan",
 ]

@@ -1,13 +1,16 @@
-"""The ffmpeg command lines: the conversion itself and the cover picture. The only place that builds them."""
+"""The ffmpeg command lines: the conversion itself (one MP3, or one per chapter) and the cover picture. The only
+place that builds them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import NoAudioStream
 from .ffmpeg import ffmpeg_exe, file_url, input_args, output_args
 from .formats import COVER_DEMUXERS, MP3, OutputFormat
-from .options import TAGS, OutputOptions
+from .options import TAG_MAX_LENGTH, TAGS, OutputOptions
 from .probe import AudioStream, MediaInfo
 
 # EBU R128 targets for `normalize`: -16 LUFS integrated, -1.5 dBTP peak (common for spoken word and music online).
@@ -94,32 +97,134 @@ def build_command(
         command += ["-f", COVER_DEMUXERS[0], *input_args(COVER_DEMUXERS), "-i", file_url(cover_image)]
     command += ["-map", f"0:a:{stream.index}"]
     if cover_image is not None:
-        command += ["-map", "1:v:0", "-c:v", "copy", "-disposition:v:0", "attached_pic"]
-        command += ["-metadata:s:v:0", "title=Album cover", "-metadata:s:v:0", "comment=Cover (front)"]
+        command += _cover_args(1)
     command += ["-map_metadata", "-1", "-map_chapters", "-1"]
     if copies_stream(info, options, output):
         command += ["-c:a", "copy"]
     else:
-        command += ["-c:a", output.codec]
-        if options.bitrate_kbps is not None:
-            command += ["-b:a", f"{options.bitrate_kbps}k"]
-        else:
-            quality = options.vbr_quality if options.vbr_quality is not None else output.default_vbr_quality
-            command += ["-q:a", str(quality)]
+        command += _encoder_args(stream, options, output)
         if options.normalize:
             command += ["-filter:a", LOUDNORM_FILTER]
-        if (rate := _output_sample_rate(stream, options, output)) is not None:
-            command += ["-ar", str(rate)]
-        if (channels := _output_channels(stream, options, output)) is not None:
-            command += ["-ac", str(channels)]
     for tag in TAGS:
         if value := getattr(options, tag):
             command += ["-metadata", f"{tag}={value}"]
-    if max_duration is not None:
-        command += ["-t", _seconds(max_duration + DURATION_CAP_MARGIN_SECONDS)]
-    if max_output_bytes is not None:
-        command += ["-fs", str(max_output_bytes)]
+    command += _limit_args(max_duration, max_output_bytes)
     command += [*output.muxer_options, *output_args(), "-f", output.muxer, file_url(target)]
+    return command
+
+
+def _encoder_args(stream: AudioStream, options: OutputOptions, output: OutputFormat) -> list[str]:
+    """Output options: the encoder, its rate or quality, and the sample rate and channels to encode at."""
+    args = ["-c:a", output.codec]
+    if options.bitrate_kbps is not None:
+        args += ["-b:a", f"{options.bitrate_kbps}k"]
+    else:
+        quality = options.vbr_quality if options.vbr_quality is not None else output.default_vbr_quality
+        args += ["-q:a", str(quality)]
+    if (rate := _output_sample_rate(stream, options, output)) is not None:
+        args += ["-ar", str(rate)]
+    if (channels := _output_channels(stream, options, output)) is not None:
+        args += ["-ac", str(channels)]
+    return args
+
+
+def _limit_args(max_duration: float | None, max_output_bytes: int | None) -> list[str]:
+    args = []
+    if max_duration is not None:
+        args += ["-t", _seconds(max_duration + DURATION_CAP_MARGIN_SECONDS)]
+    if max_output_bytes is not None:
+        args += ["-fs", str(max_output_bytes)]
+    return args
+
+
+def _cover_args(cover_input: int) -> list[str]:
+    return [
+        "-map", f"{cover_input}:v:0", "-c:v", "copy", "-disposition:v:0", "attached_pic",
+        "-metadata:s:v:0", "title=Album cover", "-metadata:s:v:0", "comment=Cover (front)",
+    ]
+
+
+@dataclass(frozen=True)
+class TrackPlan:
+    """One MP3 of a split: the chapter it holds (seconds into the source) and its tags."""
+
+    number: int  # from 1
+    title: str
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def track_plan(info: MediaInfo) -> tuple[TrackPlan, ...]:
+    """The tracks a file's chapters become, in order: an untitled chapter is "Chapter N"; a chapter is cut at the end
+    of the file when the container says it goes further."""
+    plan = []
+    for chapter in info.chapters:
+        end = min(chapter.end, info.duration) if info.duration else chapter.end
+        if end <= chapter.start:
+            continue  # begins at or past the end of the audio: nothing to hold
+        number = len(plan) + 1
+        title = (chapter.title or f"Chapter {number}")[:TAG_MAX_LENGTH]
+        plan.append(TrackPlan(number=number, title=title, start=chapter.start, end=end))
+    return tuple(plan)
+
+
+def build_split_command(
+    source: Path | str,
+    targets: Sequence[Path | str],
+    *,
+    info: MediaInfo,
+    options: OutputOptions,
+    cover_image: Path | str | None = None,
+    output: OutputFormat = MP3,
+    max_duration: float | None = None,
+    max_output_bytes: int | None = None,
+) -> list[str]:
+    """The ffmpeg argument list that writes each track of `track_plan(info)` to its target, in one run.
+
+    The audio is decoded once and split in a filter graph: each branch is cut at its chapter (atrim, to the sample)
+    and starts again at 0, then goes to its own output with its own tags (title, track N/total, album, artist) and
+    `cover_image`. One more branch, the whole audio, goes to a null output: ffmpeg's progress reports the furthest
+    output, so that one tells how far into the source the run is. `max_duration` and `max_output_bytes` apply to
+    each output (the caller checks the total size).
+    """
+    stream = selected_stream(info, options)
+    tracks = track_plan(info)
+    if len(targets) != len(tracks):
+        raise ValueError(f"{len(tracks)} tracks need as many targets, not {len(targets)}")
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
+    command += ["-progress", "pipe:1", "-stats_period", "0.5"]
+    command += [*input_args(), "-vn", "-sn", "-dn", "-i", file_url(source)]
+    if cover_image is not None:
+        command += ["-f", COVER_DEMUXERS[0], *input_args(COVER_DEMUXERS), "-i", file_url(cover_image)]
+    whole = f"[whole{len(tracks)}]"
+    branches = "".join(f"[part{track.number}]" for track in tracks)
+    graph = [f"[0:a:{stream.index}]asplit={len(tracks) + 1}{branches}{whole}"]
+    for track in tracks:
+        cut = f"atrim=start={_seconds(track.start)}:end={_seconds(track.end)},asetpts=PTS-STARTPTS"
+        if options.normalize:
+            cut += f",{LOUDNORM_FILTER}"
+        graph.append(f"[part{track.number}]{cut}[track{track.number}]")
+    command += ["-filter_complex", ";".join(graph)]
+    album = options.album or options.title
+    for track, target in zip(tracks, targets, strict=True):
+        command += ["-map", f"[track{track.number}]"]
+        if cover_image is not None:
+            command += _cover_args(1)
+        command += ["-map_metadata", "-1", "-map_chapters", "-1", *_encoder_args(stream, options, output)]
+        tags = {"title": track.title, "track": f"{track.number}/{len(tracks)}", "album": album,
+                "artist": options.artist}
+        for tag, value in tags.items():
+            if value:
+                command += ["-metadata", f"{tag}={value}"]
+        command += _limit_args(max_duration, max_output_bytes)
+        command += [*output.muxer_options, *output_args(), "-f", output.muxer, file_url(target)]
+    # The whole audio, decoded and dropped: the progress. A null output opens no file.
+    command += ["-map", whole, "-map_metadata", "-1", "-map_chapters", "-1", *_limit_args(max_duration, None)]
+    command += ["-c:a", "pcm_s16le", "-f", "null", "-"]
     return command
 
 

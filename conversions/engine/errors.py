@@ -33,6 +33,27 @@ class TrimOutOfRange(MediaError):
     message = "The trim range is outside the file's duration."
 
 
+class NoChapters(MediaError):
+    code = ErrorCode.NO_CHAPTERS
+    message = (
+        "This file has no chapters, so it cannot be split into one MP3 per chapter. Convert it without "
+        "split=chapters to get one MP3 of the whole file."
+    )
+
+
+class TooManyChapters(MediaError):
+    code = ErrorCode.TOO_MANY_CHAPTERS
+    message = "This file has more chapters than this service splits a file into."
+
+    def __init__(self, count: int, limit: int, **kwargs):
+        kwargs.setdefault(
+            "message",
+            f"This file has {count} chapters; at most {limit} can become separate MP3s. Convert it without "
+            "split=chapters to get one MP3 of the whole file.",
+        )
+        super().__init__(**kwargs)
+
+
 def _minutes(seconds: float) -> str:
     minutes = seconds / 60
     return f"{minutes:.0f}" if minutes == round(minutes) else f"{minutes:.1f}"

@@ -5,12 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 
-from .errors import UNDECODABLE_MESSAGE, InvalidOption, TrimOutOfRange, UnsupportedMedia
+from .errors import (
+    UNDECODABLE_MESSAGE,
+    InvalidOption,
+    NoChapters,
+    TooManyChapters,
+    TrimOutOfRange,
+    UnsupportedMedia,
+)
 from .formats import MP3
 from .probe import MediaInfo
 
 TAG_MAX_LENGTH = 200
 TAGS = ("title", "artist", "album")
+# `split`: one MP3 of the whole file (the default), or one per chapter.
+SPLIT_NONE, SPLIT_CHAPTERS = "none", "chapters"
+SPLITS = (SPLIT_NONE, SPLIT_CHAPTERS)
+# The most chapters a file may be split into: each is an encoder in the one ffmpeg run, and a stored file.
+MAX_CHAPTERS = 200
 
 
 def _listed(values) -> str:
@@ -28,6 +40,8 @@ class OutputOptions:
     - `normalize`: EBU R128 loudness normalisation.
     - `title`, `artist`, `album`: ID3 tags. `cover`: a frame of the video as the cover picture.
     - `audio_track`: which audio stream (0-based among the audio streams); default the one flagged default.
+    - `split`: "none" (default, one MP3) or "chapters" (one MP3 per chapter of the file, tagged as an album's
+      tracks: title = the chapter's, album = `album` or else `title`). Not with a trim.
 
     Building one checks every option on its own (raising InvalidOption, which names the field); `check_against`
     then checks them against a probed file.
@@ -45,8 +59,11 @@ class OutputOptions:
     album: str | None = None
     cover: bool = False
     audio_track: int | None = None
+    split: str | None = None
 
     def __post_init__(self):
+        if self.split == SPLIT_NONE:
+            object.__setattr__(self, "split", None)  # the default, stored as no choice at all
         problems: dict[str, list[str]] = {}
         for name, problem in self._problems():
             problems.setdefault(name, []).append(problem)
@@ -64,6 +81,8 @@ class OutputOptions:
             yield "vbr_quality", "Choose either bitrate_kbps (constant bitrate) or vbr_quality, not both."
         if self.trim_end is not None and self.trim_end <= (self.trim_start or 0):
             yield "trim_end", "trim_end must be later than trim_start."
+        if self.splits_chapters and (self.trim_start is not None or self.trim_end is not None):
+            yield "split", "split=chapters splits the whole file at its chapters; leave out trim_start and trim_end."
 
     @staticmethod
     def problem_with(name: str, value) -> str | None:
@@ -81,6 +100,8 @@ class OutputOptions:
             return f"{name} must be zero or more seconds."
         if name == "audio_track" and value < 0:
             return "audio_track must be zero or more."
+        if name == "split" and value not in SPLITS:
+            return f"split must be one of {_listed(SPLITS)}."
         if name in TAGS and len(value) > TAG_MAX_LENGTH:
             return f"{name} must be at most {TAG_MAX_LENGTH} characters."
         return None
@@ -100,11 +121,15 @@ class OutputOptions:
         return cls(**{key: value for key, value in values.items() if key in known and value is not None})
 
     @property
+    def splits_chapters(self) -> bool:
+        return self.split == SPLIT_CHAPTERS
+
+    @property
     def changes_audio(self) -> bool:
-        """Whether these options need the audio re-encoded (tags and cover alone do not)."""
+        """Whether these options need the audio re-encoded (tags and cover alone do not; cutting at chapters does)."""
         return any(
             (self.bitrate_kbps, self.vbr_quality is not None, self.sample_rate, self.channels,
-             self.trim_start, self.trim_end, self.normalize)
+             self.trim_start, self.trim_end, self.normalize, self.splits_chapters)
         )
 
     def check_against(self, info: MediaInfo) -> None:
@@ -116,6 +141,10 @@ class OutputOptions:
         stream = info.audio_streams[self.audio_track] if self.audio_track is not None else info.default_audio
         if stream is not None and stream.codec == "none":
             raise UnsupportedMedia(UNDECODABLE_MESSAGE)
+        if self.splits_chapters and not info.chapters:
+            raise NoChapters()
+        if self.splits_chapters and len(info.chapters) > MAX_CHAPTERS:
+            raise TooManyChapters(len(info.chapters), MAX_CHAPTERS)
         if info.duration is None:
             return
         for name in ("trim_start", "trim_end"):

@@ -33,12 +33,26 @@ class AudioStream:
 
 
 @dataclass(frozen=True)
+class Chapter:
+    """A chapter as the container lists it: seconds into the file, and its title tag (None when it has none)."""
+
+    start: float
+    end: float
+    title: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
 class MediaInfo:
     format_name: str
     duration: float | None
     audio_streams: tuple[AudioStream, ...]
     has_video: bool
     duration_estimated: bool = False  # ffmpeg guessed the duration from the bitrate (no header gives it)
+    chapters: tuple[Chapter, ...] = ()
 
     @property
     def has_audio(self) -> bool:
@@ -54,6 +68,10 @@ class MediaInfo:
 _DURATION_RE = re.compile(r"^\s*Duration: (?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)", re.MULTILINE)
 _INPUT_RE = re.compile(r"^Input #0, (?P<format>[^ ]+), from ", re.MULTILINE)
 _STREAM_RE = re.compile(r"^\s*Stream #0:\d+(?:\[0x[0-9a-f]+\])?(?:\([^)]*\))?: (?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<codec>[\w-]+)(?P<rest>.*)$", re.MULTILINE)
+_CHAPTER_RE = re.compile(
+    r"^(?P<indent> *)Chapter #0:\d+: start (?P<start>-?[\d.]+), end (?P<end>-?[\d.]+)\s*$", re.MULTILINE
+)
+_METADATA_LINE_RE = re.compile(r"^ *(?P<key>[^:]+?) *: ?(?P<value>.*)$")
 _RATE_RE = re.compile(r"(\d+) Hz")
 _ESTIMATED = "Estimating duration from bitrate"
 _OUT_TIME_RE = re.compile(rb"^out_time_us=(\d+)$", re.MULTILINE)
@@ -73,6 +91,34 @@ def _channels(details: str) -> int | None:
 
 def _is_still_or_text(format_name: str) -> bool:
     return format_name in ("image2", "tty", "webp_pipe") or format_name.endswith("_pipe")
+
+
+def parse_chapters(stderr: str) -> tuple[Chapter, ...]:
+    """The chapters `ffmpeg -i` lists (its "Chapters:" block, in the container's order), with their title tags.
+
+    Chapters that last no time at all (end at or before their start) are left out: there is no audio to split off.
+    """
+    chapters = []
+    lines = stderr.splitlines()
+    for number, line in enumerate(lines):
+        match = _CHAPTER_RE.match(line)
+        if match is None:
+            continue
+        start, end = float(match["start"]), float(match["end"])
+        if end <= start:
+            continue
+        chapters.append(Chapter(start=max(0.0, start), end=end, title=_chapter_title(lines, number, match["indent"])))
+    return tuple(chapters)
+
+
+def _chapter_title(lines: list[str], chapter_line: int, indent: str) -> str | None:
+    """The `title` in the chapter's "Metadata:" block, which is indented further than the chapter's own line."""
+    for line in lines[chapter_line + 1:]:
+        if not line.startswith(indent + " ") or _CHAPTER_RE.match(line):
+            return None
+        if (match := _METADATA_LINE_RE.match(line)) and match["key"].lower() == "title":
+            return match["value"].strip() or None
+    return None
 
 
 def parse_probe_output(stderr: str) -> MediaInfo:
@@ -104,7 +150,7 @@ def parse_probe_output(stderr: str) -> MediaInfo:
         raise UnsupportedMedia(detail=stderr[-4000:])
     return MediaInfo(
         format_name=header["format"], duration=duration, audio_streams=tuple(audio), has_video=has_video,
-        duration_estimated=duration is not None and _ESTIMATED in stderr,
+        duration_estimated=duration is not None and _ESTIMATED in stderr, chapters=parse_chapters(stderr),
     )
 
 

@@ -74,9 +74,15 @@ class ConvertForm(forms.Form):
     cover = forms.BooleanField(label=_("Use a frame of the video as the cover picture"), required=False)
     audio_track = forms.IntegerField(label=_("Audio track"), required=False, min_value=0,
                                      help_text=_("Counting from 0. Empty: the file's default track."))
+    split = forms.ChoiceField(
+        label=_("Split"), required=False, initial=engine.SPLITS[0],
+        choices=[(engine.SPLITS[0], _("One MP3 of the whole file")), (engine.SPLITS[1], _("One MP3 per chapter"))],
+        help_text=_("Per chapter: for lectures, audiobooks and DJ sets whose file has chapters. The download is then "
+                    "a ZIP of the tracks with a playlist."),
+    )
 
     ADVANCED = ("bitrate_kbps", "vbr_quality", "sample_rate", "channels", "trim_start", "trim_end", "normalize",
-                "title", "artist", "album", "cover", "audio_track")
+                "title", "artist", "album", "cover", "audio_track", "split")
 
     def advanced_fields(self):
         return [self[name] for name in self.ADVANCED]

@@ -1,4 +1,5 @@
-"""A job's life outside the converter: create (probe, store, queue), enqueue, cancel, retry, fail, delete.
+"""A job's life outside the converter: create (probe, store, queue), enqueue, cancel, retry, fail, delete (with the
+tracks of a split job).
 
 State changes are conditional updates on the row, so a redelivered task can neither repeat finished work nor move a
 job backwards.
@@ -23,7 +24,7 @@ from mp3converter.errors import QueueUnavailable, ServiceError, StorageUnavailab
 
 from .. import engine
 from ..filenames import clean_filename, stem
-from ..models import Conversion
+from ..models import Conversion, Track
 from ..selectors import conversion_attempt_rows
 from ..storage import STORAGE_ERRORS
 from .quotas import owner_lock, quota_check, retry_check, upload_check, upload_record_create
@@ -164,8 +165,9 @@ def conversion_cancel(*, conversion: Conversion) -> bool:
 
 def conversion_retry(*, conversion: Conversion, enforce_limits: bool = False) -> bool:
     """Queue a failed or cancelled job again from the start, as a new attempt (whose owner is told again); returns
-    False if it was in another state. A URL job fetches its source again (the stored copy goes). `enforce_limits` (an owner's retry): the job becomes active again, so refuse
-    it past the owner's active-jobs limit (RateLimited); an admin's retry is not limited."""
+    False if it was in another state. A URL job fetches its source again (the stored copy goes); a split job's tracks
+    go. `enforce_limits` (an owner's retry): the job becomes active again, so refuse it past the owner's active-jobs
+    limit (RateLimited); an admin's retry is not limited."""
     with transaction.atomic():
         if enforce_limits:
             owner_lock(user=conversion.owner)
@@ -181,15 +183,16 @@ def conversion_retry(*, conversion: Conversion, enforce_limits: bool = False) ->
         )
         if requeued:
             attempt = Conversion.objects.values_list("attempt", flat=True).get(pk=conversion.pk)
+            _tracks_delete(conversion_id=conversion.pk)  # the new attempt makes its own
             if refetch and old_source:
-                transaction.on_commit(lambda: _delete_stored(old_source))
+                transaction.on_commit(lambda: _discard_source(old_source))
             transaction.on_commit(
                 lambda: conversion_enqueue(conversion_id=conversion.pk, attempt=attempt, fetch=bool(source_url))
             )
     return bool(requeued)
 
 
-def _delete_stored(name: str) -> None:
+def _discard_source(name: str) -> None:
     try:
         default_storage.delete(name)
     except STORAGE_ERRORS as exc:
@@ -197,10 +200,26 @@ def _delete_stored(name: str) -> None:
         logger.warning("could not remove the stored source %s before fetching it again: %r", name, exc)
 
 
+def _tracks_delete(*, conversion_id: uuid.UUID) -> None:
+    """Remove a job's track rows now and their files once the transaction commits (a rollback keeps both)."""
+    names = list(Track.objects.filter(conversion_id=conversion_id).values_list("mp3", flat=True))
+    Track.objects.filter(conversion_id=conversion_id).delete()
+    if names:
+        transaction.on_commit(lambda: _delete_stored(names))
+
+
+def _delete_stored(names: list[str]) -> None:
+    for name in names:
+        default_storage.delete(name)
+
+
 @transaction.atomic
 def conversion_delete(*, conversion: Conversion) -> None:
-    """Remove the job and both of its stored files. A storage error rolls the row back, so nothing is orphaned."""
+    """Remove the job and its stored files: the source, the MP3 or each track's. A storage error rolls the row back,
+    so nothing is orphaned."""
+    track_names = list(Track.objects.filter(conversion_id=conversion.pk).values_list("mp3", flat=True))
     Conversion.objects.filter(pk=conversion.pk).delete()
+    _delete_stored(track_names)
     for stored in (conversion.mp3, conversion.source):
         if stored:
             stored.storage.delete(stored.name)

@@ -1,4 +1,5 @@
-"""The conversion itself, as the convert worker runs it: claim the job, convert, store the MP3, record the result.
+"""The conversion itself, as the convert worker runs it: claim the job, convert, store the MP3 (or one per chapter:
+the job's tracks), record the result.
 
 Safe to run twice for the same message (a redelivery): every step is fenced by the job's state and attempt.
 """
@@ -21,8 +22,8 @@ from django.utils import timezone
 from mp3converter.errors import InternalError
 
 from .. import engine
-from ..filenames import output_name
-from ..models import Conversion
+from ..filenames import output_name, track_name
+from ..models import Conversion, Track
 from ..selectors import conversion_attempt_rows
 from ..workdirs import conversion_workdir, workdirs_sweep
 from .lifecycle import conversion_mark_failed
@@ -135,15 +136,23 @@ def conversion_convert(
         with conversion.source.open("rb") as stored, source_path.open("wb") as local:
             while chunk := stored.read(COPY_CHUNK_BYTES):
                 local.write(chunk)
+        run = {
+            "options": options,
+            "on_progress": ProgressReporter(conversion.id, conversion.attempt),
+            "max_duration": settings.MAX_DURATION_MINUTES * 60,
+            # With split=chapters, the limit is on the tracks together.
+            "max_output_bytes": settings.MAX_OUTPUT_MB * 1024 * 1024,
+        }
         try:
-            result = engine.convert(
-                source_path, target_path, options=options,
-                on_progress=ProgressReporter(conversion.id, conversion.attempt),
-                max_duration=settings.MAX_DURATION_MINUTES * 60,
-                max_output_bytes=settings.MAX_OUTPUT_MB * 1024 * 1024,
-            )
+            if options.splits_chapters:
+                tracks = engine.convert_tracks(source_path, Path(workdir) / "tracks", **run)
+            else:
+                result = engine.convert(source_path, target_path, **run)
         except engine.MediaError as exc:
             conversion_mark_failed(conversion_id=conversion.id, attempt=conversion.attempt, error=exc)
+            return
+        if options.splits_chapters:
+            _finish_with_tracks(conversion, tracks, _store_tracks(conversion, tracks))
             return
         mp3_name = _store_output(target_path, output_name(conversion.id, conversion.attempt))
     finished = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt).filter(
@@ -179,6 +188,58 @@ def _store_output(path: Path, name: str) -> str:
     except Exception:
         default_storage.delete(name)  # a write that failed part-way leaves no partial file behind
         raise
+
+
+def _store_tracks(conversion: Conversion, tracks: engine.TracksResult) -> list[str]:
+    """Store each chapter's MP3 under this attempt's names; a failure part-way removes the ones stored so far."""
+    names = []
+    try:
+        for track in tracks.tracks:
+            names.append(_store_output(track.path, track_name(conversion.id, conversion.attempt, track.number)))
+    except Exception:
+        _delete_files(names)
+        raise
+    return names
+
+
+def _finish_with_tracks(conversion: Conversion, tracks: engine.TracksResult, names: list[str]) -> None:
+    """Move the job to done together with its tracks' rows, in one transaction. A job cancelled, retried or deleted
+    meanwhile keeps no track file; so does one whose rows could not be written (the task's retry makes them again)."""
+    rows = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt)
+    try:
+        with transaction.atomic():
+            finished = rows.filter(status=Status.PROCESSING).update(
+                status=Status.DONE, progress=100, mp3="", mp3_size=tracks.size,
+                duration_seconds=round(tracks.duration, 3), finished_at=timezone.now(),
+                error_code="", error_message="", error_detail="",
+            )
+            if finished:
+                # Rows a crashed run of this attempt could not have written, but an earlier attempt's would be
+                # replaced here: their files go once this commits.
+                earlier = list(Track.objects.filter(conversion_id=conversion.id).values_list("mp3", flat=True))
+                Track.objects.filter(conversion_id=conversion.id).delete()
+                Track.objects.bulk_create(
+                    Track(conversion_id=conversion.id, number=track.number, title=track.title,
+                          start_seconds=round(track.start, 3), duration_seconds=track.duration, mp3=name,
+                          size=track.size)
+                    for track, name in zip(tracks.tracks, names, strict=True)
+                )
+                transaction.on_commit(lambda: _delete_files([name for name in earlier if name not in names]))
+    except Exception:
+        _delete_files(names)
+        raise
+    if not finished:
+        _delete_files(names)
+        return
+    logger.info(
+        "conversion %s: done, %d tracks, %.1f s of audio, %d bytes",
+        conversion.id, len(names), tracks.duration, tracks.size,
+    )
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        default_storage.delete(name)
 
 
 def conversion_heartbeat(*, conversion_id: uuid.UUID | str, attempt: int | None, at) -> None:

@@ -82,6 +82,15 @@ def test_change_page_shows_the_failure(admin_client):
     assert "moov atom not found" in page  # error_detail: for operators, never in the API
 
 
+def test_change_page_lists_a_split_jobs_tracks_read_only(admin_client):
+    job = ConversionFactory(status="done", options={"split": "chapters"})
+    job.tracks.create(number=1, title="Opening Act", start_seconds=0, duration_seconds=2,
+                      mp3=f"tracks/{job.id}-1-001.mp3", size=1234)
+    page = admin_client.get(f"{CHANGELIST}{job.id}/change/").content.decode()
+    assert "Opening Act" in page and f"tracks/{job.id}-1-001.mp3" in page
+    assert 'name="tracks-0-title"' not in page  # shown, not editable
+
+
 def test_change_page_names_the_stored_files_without_linking_them(admin_client, files_in_s3):
     # A file field would be shown as a link to its URL, and the shared storages (GridFS, S3) have none.
     job = ConversionFactory(status=Conversion.Status.DONE)

@@ -52,3 +52,14 @@ def test_stored_names_never_hold_the_users_file_name():
 )
 def test_download_name_is_the_stem_with_mp3(original, expected):
     assert download_name(original) == expected
+
+
+def test_track_names_are_numbered_and_safe_on_any_system():
+    from conversions.filenames import track_download_name, track_name
+
+    assert track_name("abc", 2, 7) == "tracks/abc-2-007.mp3"
+    assert track_download_name(3, "Intro", 12) == "03 - Intro.mp3"
+    assert track_download_name(3, "Intro", 120) == "003 - Intro.mp3"
+    assert track_download_name(1, 'a/b\\c:d*e?f"g<h>i|j\x00k', 3) == "01 - a b c d e f g h i j k.mp3"
+    assert track_download_name(1, "../..", 3) == "01.mp3"  # nothing left of it: the number alone
+    assert track_download_name(1, "x" * 300, 3) == f"01 - {'x' * 120}.mp3"

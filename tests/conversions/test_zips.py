@@ -12,7 +12,7 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.utils import timezone
 
 from conversions.models import Conversion
-from conversions.zips import ZIP_CHUNK_SIZE, ZIP_MAX_CONVERSIONS, conversions_zip, zip_entry_names
+from conversions.zips import ZIP_CHUNK_SIZE, ZIP_MAX_CONVERSIONS, conversions_zip, tracks_zip, zip_entry_names
 from mp3converter.errors import ErrorCode, InvalidRequest, InvalidState, NotFound
 from tests.factories import ConversionFactory, UserFactory
 from tests.media import probe_output
@@ -85,6 +85,36 @@ def test_duplicate_names_get_a_number_and_each_job_goes_in_once(user, stored, tw
     with unzip(archive) as unpacked:
         assert unpacked.namelist() == ["clip.mp3", "clip (2).mp3", "CLIP (3).mp3", "clip (2) (2).mp3"]
         assert [unpacked.read(name) for name in unpacked.namelist()] == [two_mp3s[i % 2] for i in range(4)]
+
+
+def test_a_split_jobs_tracks_go_in_a_folder_of_its_name_and_its_own_zip_has_a_playlist(user, stored, two_mp3s):
+    single = stored(user, mp3=two_mp3s[0], name="lecture.mkv")
+    split = stored(user, name="lecture.mp4")
+    Conversion.objects.filter(pk=split.pk).update(options={"split": "chapters"})
+    names = []
+    for number, (title, mp3) in enumerate([("Intro", two_mp3s[0]), ("Q/A?", two_mp3s[1])], start=1):
+        name = default_storage.save(f"tracks/{split.id}-1-{number:03d}.mp3", ContentFile(mp3))
+        names.append(name)
+        split.tracks.create(number=number, title=title, start_seconds=0, duration_seconds=2.2, mp3=name,
+                            size=len(mp3))
+    try:
+        _, archive = conversions_zip(user=user, conversion_ids=[single.id, split.id])
+        with unzip(archive) as unpacked:
+            assert unpacked.namelist() == ["lecture.mp3", "lecture/01 - Intro.mp3", "lecture/02 - Q A.mp3"]
+            assert unpacked.read("lecture/02 - Q A.mp3") == two_mp3s[1]
+
+        filename, archive = tracks_zip(conversion=Conversion.objects.get(pk=split.pk))
+        assert filename == "lecture.zip" and archive.sized
+        body = b"".join(archive)
+        assert len(body) == len(archive)
+        with zipfile.ZipFile(io.BytesIO(body)) as unpacked:
+            assert unpacked.namelist() == ["01 - Intro.mp3", "02 - Q A.mp3", "lecture.m3u"]
+            assert unpacked.read("lecture.m3u").decode() == (
+                "#EXTM3U\r\n#EXTINF:2,Intro\r\n01 - Intro.mp3\r\n#EXTINF:2,Q/A?\r\n02 - Q A.mp3\r\n"
+            )
+    finally:
+        for name in names:
+            default_storage.delete(name)
 
 
 def test_entry_names():

@@ -151,6 +151,7 @@ def native_requests(job_id) -> list[tuple[str, str]]:
         ("get", f"/api/conversions/{job_id}/"),
         ("delete", f"/api/conversions/{job_id}/"),
         ("get", f"/api/conversions/{job_id}/download/"),
+        ("get", f"/api/conversions/{job_id}/tracks/1/download/"),
         ("post", f"/api/conversions/{job_id}/cancel/"),
         ("post", f"/api/conversions/{job_id}/retry/"),
         ("post", f"/api/conversions/{job_id}/link/"),
@@ -290,6 +291,7 @@ def test_another_user_gets_404_for_every_job_and_changes_nothing(user, other_use
         for method, url in [
             ("get", f"/api/conversions/{job.id}/"),
             ("get", f"/api/conversions/{job.id}/download/"),
+            ("get", f"/api/conversions/{job.id}/tracks/1/download/"),
             ("post", f"/api/conversions/{job.id}/cancel/"),
             ("post", f"/api/conversions/{job.id}/retry/"),
             ("post", f"/api/conversions/{job.id}/link/"), ("post", f"/api/conversions/{job.id}/links/revoke/"),

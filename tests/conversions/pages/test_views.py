@@ -47,7 +47,7 @@ def test_the_convert_form_offers_the_presets_and_every_api_option():
     for label in ("Standard: VBR 2", "Best: 320 kbps", "Small: VBR 6 mono", "Voice: 64 kbps mono + loudness normalisation"):
         assert label in text
     for option in ("bitrate_kbps", "vbr_quality", "sample_rate", "channels", "trim_start", "trim_end", "normalize",
-                   "title", "artist", "album", "cover", "audio_track"):
+                   "title", "artist", "album", "cover", "audio_track", "split"):
         assert f'name="{option}"' in text, option
     assert re.search(r'<label for="id_files"', text)
 
@@ -65,6 +65,27 @@ def test_the_form_without_script_converts_each_file_with_the_preset_and_the_adva
     for job in jobs:
         assert job.options["bitrate_kbps"] == 64 and job.options["channels"] == 1 and job.options["normalize"] is True
         assert job.options["artist"] == "Someone"
+
+
+def test_the_form_without_script_splits_at_chapters_and_the_page_lists_the_tracks(chaptered_media):
+    user = UserFactory()
+    client = signed_in(user)
+    with open(chaptered_media, "rb") as source:
+        response = client.post("/", {"files": [source], "preset": "standard", "split": "chapters",
+                                     "csrfmiddlewaretoken": csrf_token(client)})
+    assert response.status_code == 302
+    job = Conversion.objects.get(owner=user)
+    assert job.options["split"] == "chapters"
+    # As the worker leaves it (the rows only: the page reads no file).
+    Conversion.objects.filter(pk=job.pk).update(status="done", finished_at=job.created_at)
+    for number, title in enumerate(["Intro", "Outro"], start=1):
+        job.tracks.create(number=number, title=title, start_seconds=number, duration_seconds=2, mp3="x", size=1)
+    page = client.get(f"/conversions/{job.id}/").content.decode()
+    for number, title in enumerate(["Intro", "Outro"], start=1):
+        assert title in page
+        assert f'src="/api/conversions/{job.id}/tracks/{number}/download/"' in page
+    assert f'href="/api/conversions/{job.id}/download/" download>' in page  # the ZIP
+    job.source.delete(save=False)
 
 
 def test_an_advanced_bitrate_replaces_the_presets_vbr(media):

@@ -60,7 +60,7 @@ def test_create_refuses_unusable_media_and_keeps_nothing(storage, db, user, medi
 def test_create_with_a_broker_that_refuses(storage, transactional_db, user, media, monkeypatch):
     published = []
 
-    def refuse(*, conversion_id, attempt):
+    def refuse(*, conversion_id, attempt, fetch=False):
         published.append(conversion_id)
         raise BrokerError("[Errno 111] Connection refused")
 
@@ -77,7 +77,7 @@ def test_create_with_a_broker_that_refuses(storage, transactional_db, user, medi
 def test_create_publishes_after_commit(storage, transactional_db, user, media, monkeypatch):
     published = []
 
-    def record(*, conversion_id, attempt):
+    def record(*, conversion_id, attempt, fetch=False):
         # By the time the job is published its row must be visible to a worker.
         assert Conversion.objects.filter(pk=conversion_id, status=Status.QUEUED).exists()
         published.append(conversion_id)
@@ -134,7 +134,7 @@ def test_delete_of_a_job_without_files(db, user):
 # --- conversion_retry ------------------------------------------------------------------------------------------
 def test_retry_requeues_a_failed_job(db, user, monkeypatch, django_capture_on_commit_callbacks):
     published = []
-    monkeypatch.setattr(lifecycle, "conversion_enqueue", lambda *, conversion_id, attempt: published.append((conversion_id, attempt)))
+    monkeypatch.setattr(lifecycle, "conversion_enqueue", lambda *, conversion_id, attempt, fetch=False: published.append((conversion_id, attempt)))
     conversion = ConversionFactory(owner=user, options={"vbr_quality": 2})
     conversion_mark_failed(conversion_id=conversion.id, error=InternalError("Oops.", detail="trace"))
     # The owner was told about the failed attempt 1.
@@ -155,7 +155,7 @@ def test_retry_requeues_a_failed_job(db, user, monkeypatch, django_capture_on_co
 @pytest.mark.parametrize("status", [Status.QUEUED, Status.PROCESSING, Status.DONE])
 def test_retry_leaves_other_jobs_alone(db, user, monkeypatch, django_capture_on_commit_callbacks, status):
     published = []
-    monkeypatch.setattr(lifecycle, "conversion_enqueue", lambda *, conversion_id, attempt: published.append((conversion_id, attempt)))
+    monkeypatch.setattr(lifecycle, "conversion_enqueue", lambda *, conversion_id, attempt, fetch=False: published.append((conversion_id, attempt)))
     conversion = ConversionFactory(owner=user, status=status)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert not conversion_retry(conversion=conversion)

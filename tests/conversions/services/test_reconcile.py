@@ -34,9 +34,9 @@ def published(monkeypatch):
     seen = []
     real_enqueue = reconcile.conversion_enqueue
 
-    def enqueue(*, conversion_id, attempt):
+    def enqueue(*, conversion_id, attempt, fetch=False):
         seen.append((conversion_id, attempt))
-        real_enqueue(conversion_id=conversion_id, attempt=attempt)
+        real_enqueue(conversion_id=conversion_id, attempt=attempt, fetch=fetch)
 
     monkeypatch.setattr(reconcile, "conversion_enqueue", enqueue)
     return seen
