@@ -35,7 +35,7 @@ class Conversion(models.Model):
     source_size = models.BigIntegerField(default=0)
     # Where the source comes from when it was imported from a URL instead of uploaded; empty for uploads. Such a job
     # has no stored source until the fetch step has downloaded it.
-    source_url = models.URLField(max_length=2048, blank=True, default="")
+    source_url = models.URLField(max_length=2048, blank=True, default="", db_default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     # Bumped by every retry; messages carry it, so a stale message from an earlier attempt changes nothing.
     attempt = models.PositiveIntegerField(default=1)

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='conversion',
             name='source_url',
-            field=models.URLField(blank=True, default='', max_length=2048),
+            field=models.URLField(blank=True, db_default='', default='', max_length=2048),
         ),
         migrations.AlterField(
             model_name='conversion',
