@@ -248,6 +248,9 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
         many=True, read_only=True,
         help_text="With split=chapters, once done: one MP3 per chapter, in order. Empty otherwise.",
     )
+    source_url = serializers.CharField(
+        read_only=True, help_text="The URL the source was imported from; empty for an uploaded file."
+    )
     # Annotated by conversions.selectors; missing (None) on a job just created, which nobody was told about yet.
     notified_at = serializers.DateTimeField(read_only=True, allow_null=True)
 

@@ -24,7 +24,7 @@ urlpatterns = [
     path("<str:conversion_id>/", ConversionDetailView.as_view(), name="conversion-detail"),
     path("<str:conversion_id>/download/", ConversionDownloadView.as_view(), name="conversion-download"),
     path(
-        "<str:conversion_id>/tracks/<int:number>/download/", ConversionTrackDownloadView.as_view(),
+        "<str:conversion_id>/tracks/<str:number>/download/", ConversionTrackDownloadView.as_view(),
         name="conversion-track-download",
     ),
     path("<str:conversion_id>/cancel/", ConversionCancelView.as_view(), name="conversion-cancel"),
