@@ -184,13 +184,15 @@ class TusView(APIView):
             raise Http404("No upload with this id.")
         return upload
 
-    def append(self, request, upload: ResumableUpload) -> dict[str, str]:
-        """Append the request's body; the headers that tell the client where the upload stands."""
+    def append(self, request, upload: ResumableUpload, offset: int | None = None) -> dict[str, str]:
+        """Append the request's body at `offset` (else Upload-Offset's); the headers that tell the client where the
+        upload stands."""
         if not _is_offset_stream(request):
             raise UnsupportedContentType()
         size = _content_length(request)
         resumable_upload_append(
-            upload=upload, offset=_header_int(request, "Upload-Offset"), chunks=_body(request, size), declared=size,
+            upload=upload, offset=_header_int(request, "Upload-Offset") if offset is None else offset,
+            chunks=_body(request, size), declared=size,
             checksum=_checksum(request),
         )
         return upload_headers(upload)
@@ -242,7 +244,7 @@ class UploadCreateView(TusView):
         )
         headers = {"Location": request.build_absolute_uri(reverse("upload-detail", args=[upload.id]))}
         if _content_length(request) > 0:
-            headers.update(self.append(request, upload))  # creation-with-upload
+            headers.update(self.append(request, upload, offset=0))  # creation-with-upload
         headers.update(upload_headers(upload))
         return Response(status=status.HTTP_201_CREATED, headers=headers)
 
