@@ -33,6 +33,7 @@ from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -154,11 +155,20 @@ TUS_HEADER = OpenApiParameter("Tus-Resumable", str, OpenApiParameter.HEADER, req
 BAD_VERSION = OpenApiResponse(ERROR_BODY, description="Tus-Resumable is missing or not 1.0.0 (code unsupported_version).")
 
 
+class OffsetStreamParser(BaseParser):
+    """Claims tus bodies without reading them: the view streams them itself (`_body`). DRF parses a POST when the
+    session's CSRF check looks for a form token; this answers it with nothing, leaving the body unread."""
+
+    media_type = OFFSET_CONTENT_TYPE
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
+
+
 class TusView(APIView):
     """What both tus routes share: the version check, Tus-Resumable on every answer, and OPTIONS."""
 
-    # The body is read by hand as a stream (`_body`), never parsed.
-    parser_classes: list = []
+    parser_classes = [OffsetStreamParser]
 
     def get_permissions(self):
         # Discovery needs no sign-in (tus clients and browsers' preflights send none).

@@ -151,6 +151,8 @@ def test_the_web_session_needs_the_csrf_header(user):
     created = create(browser, HTTP_X_CSRFTOKEN=token)
     assert created.status_code == 201, created.content
     assert patch(browser, created["Location"], b"abc", 0, HTTP_X_CSRFTOKEN=token).status_code == 204
+    with_upload = create(browser, body=b"abc", HTTP_X_CSRFTOKEN=token)
+    assert with_upload.status_code == 201 and with_upload["Upload-Offset"] == "3"
 
 
 def test_the_sweep_removes_expired_uploads_only(api_client):
