@@ -10,13 +10,25 @@ from django.test import Client
 from django.utils import timezone
 
 from conversions.models import ResumableUpload
-from conversions.services import resumable_uploads_sweep
+from conversions.services import resumable_upload_delete, resumable_uploads_sweep
 from tests.factories import PASSWORD
+from tests.utils import partial_uploads
 
 pytestmark = [pytest.mark.django_db]
 
 TUS = {"HTTP_TUS_RESUMABLE": "1.0.0"}
 OFFSET_STREAM = "application/offset+octet-stream"
+
+
+@pytest.fixture(autouse=True)
+def _no_upload_left(db):
+    """The uploads a test leaves unfinished are terminated as a DELETE would: rolling the database back would leave
+    their partial files in the session's media folder."""
+    before = partial_uploads()
+    yield
+    for left in ResumableUpload.objects.all():
+        resumable_upload_delete(upload=left)
+    assert partial_uploads() == before
 
 
 def metadata(**values: str) -> str:

@@ -15,6 +15,7 @@ from conversions.services import resumable_upload_append, resumable_upload_creat
 from conversions.storage import GridFSStorage, S3Storage
 from tests.conversions.storage.conftest import gridfs_database_name, make_gridfs_storage  # noqa: F401
 from tests.conversions.storage.helpers import MOCK_MONGODB_URI, REAL_MONGODB_URI
+from tests.utils import partial_uploads
 
 pytestmark = [pytest.mark.django_db]
 
@@ -59,7 +60,7 @@ def send(upload: ResumableUpload, data: bytes, *, start: int, end: int):
 
 def test_the_last_byte_makes_a_conversion_of_the_stored_bytes(store, user, media):
     data = media("mp4_aac").read_bytes()
-    copies_before = probe_copies()
+    copies_before, partials_before = probe_copies(), partial_uploads()
     upload = resumable_upload_create(
         owner=user, length=len(data), filename="clip.mp4", options=engine.OutputOptions(bitrate_kbps=128)
     )
@@ -76,11 +77,12 @@ def test_the_last_byte_makes_a_conversion_of_the_stored_bytes(store, user, media
     assert ResumableUpload.objects.get().completed_at is not None
     assert probe_copies() == copies_before
     if store == "folder":
-        assert os.listdir(default_storage.path("uploads")) == []
+        assert partial_uploads() == partials_before
 
 
 def test_a_refused_upload_leaves_nothing(store, user, s3_server):
     data = b"plain text, not a video\n" * 2000
+    partials_before = partial_uploads()
     upload = resumable_upload_create(owner=user, length=len(data), filename="notes.mp4",
                                      options=engine.OutputOptions())
     with pytest.raises(engine.UnsupportedMedia):
@@ -88,7 +90,7 @@ def test_a_refused_upload_leaves_nothing(store, user, s3_server):
     assert not ResumableUpload.objects.exists() and not Conversion.objects.exists()
     assert not default_storage.exists(f"sources/{upload.conversion_id}")
     if store == "folder":
-        assert os.listdir(default_storage.path("uploads")) == []
+        assert partial_uploads() == partials_before
     elif store == "gridfs":
         assert default_storage.chunks_collection.count_documents({}) == 0
         assert default_storage.files_collection.count_documents({}) == 0
