@@ -52,7 +52,7 @@ def test_a_large_file_resumes_after_a_dropped_connection_and_a_reload(app, page,
     upload = ResumableUpload.objects.get(owner=user)
     assert (upload.offset, upload.length, upload.completed_at) == (MB, size, None)
     assert len(page.evaluate(TUS_KEYS)) == 1  # the client remembers the upload's URL under the file's fingerprint
-    expect(page.locator('#uploads li [data-field="status"]')).not_to_have_text("Done")
+    expect(page.locator('#uploads li [data-field="status"]')).to_have_text("Uploading")  # still retrying
 
     # The person reloads the page (the connection is back) and chooses the same file again.
     page.unroute(UPLOAD_ROUTE)
