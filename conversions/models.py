@@ -138,3 +138,32 @@ class UploadRecord(models.Model):
 
     def __str__(self) -> str:
         return f"upload by {self.owner_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ResumableUpload(models.Model):
+    """A tus upload in progress (conversions/services/resumable.py): its declared length, the bytes received so far,
+    and where the store keeps them. When the last byte arrives it becomes the conversion `conversion_id` names, an id
+    chosen at creation so the store can write straight to that conversion's source name."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    conversion_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    length = models.BigIntegerField()
+    offset = models.BigIntegerField(default=0)
+    original_filename = models.CharField(max_length=255)
+    # The output options as the conversion will store them (engine.OutputOptions.as_dict()).
+    options = models.JSONField(default=dict, blank=True)
+    # The store's own bookkeeping: a GridFS file id, an S3 multipart upload's id, parts and buffered tail.
+    store_state = models.JSONField(default=dict, blank=True)
+    # One request writes at a time: a PATCH claims the upload until this moment (renewed while it streams).
+    locked_until = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"upload {self.id}: {self.offset} of {self.length} bytes"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.completed_at is not None

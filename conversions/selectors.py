@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from notifications.selectors import notified_at
 
-from .models import Conversion, Track, UploadRecord
+from .models import Conversion, ResumableUpload, Track, UploadRecord
 
 
 def conversion_list(*, user) -> QuerySet[Conversion]:
@@ -87,3 +87,12 @@ def upload_times_last_hour(*, user) -> list[datetime]:
     return list(
         UploadRecord.objects.filter(owner=user, created_at__gt=since).order_by("created_at").values_list("created_at", flat=True)
     )
+
+
+def resumable_upload_get(*, user, upload_id) -> ResumableUpload | None:
+    """The user's resumable upload with this id; None for an unknown id or another user's (a 404 alike)."""
+    try:
+        upload_id = uuid.UUID(str(upload_id))
+    except ValueError:
+        return None
+    return ResumableUpload.objects.filter(pk=upload_id, owner=user).first()

@@ -4,7 +4,6 @@ EXCEPTION_HANDLER). The classic API has its own handler, in plain text (conversi
 from django.db import InterfaceError, OperationalError
 from rest_framework import renderers
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DatabaseUnavailable, ServiceError
 
@@ -27,6 +26,10 @@ def error_headers(error: ServiceError) -> dict[str, str]:
 
 
 def exception_handler(exc, context):
+    # Imported here: rest_framework.views reads DEFAULT_RENDERER_CLASSES when it loads, which names this module's
+    # renderer; importing it at the top made this module's first import (before any view's) a circular one.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     error = as_service_error(exc)
     if error is None:
         return drf_exception_handler(exc, context)

@@ -54,7 +54,7 @@ def reconcile() -> None:
     a database or broker that is down now is tried again at the next run."""
     from django.db import connections
 
-    from conversions.services import conversion_reconcile
+    from conversions.services import conversion_reconcile, resumable_uploads_sweep
     from notifications.reconcile import notifications_reconcile
 
     try:
@@ -63,6 +63,7 @@ def reconcile() -> None:
             logger.info("reconciler: %d requeued, %d failed, %d published again",
                         len(done.requeued), len(done.failed), len(done.republished))
         notifications_reconcile()  # and the notifications whose message was lost (notifications/reconcile.py)
+        resumable_uploads_sweep()  # and the bytes of resumable uploads that expired (conversions/services/resumable.py)
     except Exception:
         logger.exception("reconciler: run failed; trying again at the next one")
     finally:

@@ -19,7 +19,7 @@ class ErrorCode(StrEnum):
     """Every code a client can be given, in an API answer or as a failed job's `error.code`, with the HTTP status
     it is answered with. (A job's failure is only ever read from the job, so its status is the one it would get.)"""
 
-    def __new__(cls, value: str, status: HTTPStatus):
+    def __new__(cls, value: str, status: HTTPStatus | int):
         member = str.__new__(cls, value)
         member._value_ = value
         member.status = status
@@ -42,6 +42,14 @@ class ErrorCode(StrEnum):
     LINK_REVOKED = "link_revoked", HTTPStatus.GONE
     LINK_REPLACED = "link_replaced", HTTPStatus.GONE
     LINK_DELETED = "link_deleted", HTTPStatus.GONE
+    # Resumable (tus) uploads (conversions/api/tus.py, conversions/services/resumable.py); 460 is tus's own status
+    UNSUPPORTED_VERSION = "unsupported_version", HTTPStatus.PRECONDITION_FAILED
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    OFFSET_MISMATCH = "offset_mismatch", HTTPStatus.CONFLICT
+    UPLOAD_BUSY = "upload_busy", HTTPStatus.LOCKED
+    UPLOAD_GONE = "upload_gone", HTTPStatus.GONE
+    CHUNK_TOO_LARGE = "chunk_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    CHECKSUM_MISMATCH = "checksum_mismatch", 460
     # The media, at upload or while converting
     UNSUPPORTED_MEDIA = "unsupported_media", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     NO_AUDIO_STREAM = "no_audio_stream", HTTPStatus.UNPROCESSABLE_ENTITY

@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from conversions.api.urls import classic_urlpatterns, link_urlpatterns
+from conversions.api.urls import classic_urlpatterns, link_urlpatterns, upload_urlpatterns
 
 from .api import INLINE_STYLES
 from .health import healthz, readyz
@@ -33,6 +33,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
     path("api/conversions/", include("conversions.api.urls")),
+    path("api/uploads/", include(upload_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's script as a file, so the page runs under the Content-Security-Policy.
     path("api/docs/", SWAGGER_UI, name="docs"),

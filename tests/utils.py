@@ -38,6 +38,16 @@ def stored_files() -> set[str]:
     return names
 
 
+def partial_uploads() -> set[str]:
+    """The partial files of unfinished resumable uploads in the local folder store: `uploads/…`."""
+    from django.core.files.storage import default_storage
+
+    try:
+        return {f"uploads/{name}" for name in default_storage.listdir("uploads")[1]}
+    except FileNotFoundError:  # no resumable upload made yet this session
+        return set()
+
+
 def wait_for(probe: Callable[[], T], *, timeout: float = 60, interval: float = 0.1, message: str = "condition") -> T:
     """Call `probe` until it returns something truthy; fail the test if `timeout` seconds pass first."""
     deadline = time.monotonic() + timeout

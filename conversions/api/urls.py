@@ -1,10 +1,11 @@
-"""The routes of both APIs: the native one under /api/conversions/, the classic one at the site's root; and the
-signed download links, at the site's root too."""
+"""The routes of both APIs: the native one under /api/conversions/ (and its resumable uploads under /api/uploads/),
+the classic one at the site's root; and the signed download links, at the site's root too."""
 
 from django.urls import path
 
 from .classic import ClassicDownloadView, ClassicLoginView, ClassicUploadView
 from .links import conversion_link_download
+from .tus import UploadCreateView, UploadView
 from .native import (
     ConversionCancelView,
     ConversionDetailView,
@@ -31,6 +32,12 @@ urlpatterns = [
     path("<str:conversion_id>/retry/", ConversionRetryView.as_view(), name="conversion-retry"),
     path("<str:conversion_id>/link/", ConversionLinkView.as_view(), name="conversion-link"),
     path("<str:conversion_id>/links/revoke/", ConversionLinksRevokeView.as_view(), name="conversion-links-revoke"),
+]
+
+# Resumable (tus) uploads, under /api/uploads/ (conversions/api/tus.py).
+upload_urlpatterns = [
+    path("", UploadCreateView.as_view(), name="upload-list"),
+    path("<str:upload_id>/", UploadView.as_view(), name="upload-detail"),
 ]
 
 # Exact paths without trailing slashes, as the classic API's clients call them.

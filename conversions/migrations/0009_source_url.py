@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversions', '0007_links_generation'),
+        ('conversions', '0008_resumable_upload'),
     ]
 
     operations = [

@@ -5,7 +5,8 @@
 - `processing`: the conversion itself as the convert worker runs it (progress, heartbeat, the redelivery guard);
 - `reconcile`: queue again the jobs whose worker or message was lost;
 - `quotas`: the per-user limits and the email-verification gate that refuse an upload or a retry;
-- `links`: signed download links that work with no sign-in, and revoking them.
+- `links`: signed download links that work with no sign-in, and revoking them;
+- `resumable`: resumable (tus) uploads: create, append, finish into a conversion, terminate, sweep the expired.
 
 Callers import from here. Telling the owner is the `notifications` app's part.
 """
@@ -38,6 +39,12 @@ from .links import (
 from .processing import ProgressReporter, conversion_convert, conversion_heartbeat
 from .quotas import NO_LIMITS, Limits, quota_limits, upload_check, upload_check_declared
 from .reconcile import Reconciled, conversion_reconcile
+from .resumable import (
+    resumable_upload_append,
+    resumable_upload_create,
+    resumable_upload_delete,
+    resumable_uploads_sweep,
+)
 
 # Callers of the single module this package replaced import these from here too.
 __all__ = [
@@ -69,6 +76,10 @@ __all__ = [
     "conversion_reconcile",
     "conversion_retry",
     "quota_limits",
+    "resumable_upload_append",
+    "resumable_upload_create",
+    "resumable_upload_delete",
+    "resumable_uploads_sweep",
     "upload_check",
     "upload_check_declared",
     "workdirs_sweep",

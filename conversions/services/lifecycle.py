@@ -1,5 +1,5 @@
-"""A job's life outside the converter: create (probe, store, queue), enqueue, cancel, retry, fail, delete (with the
-tracks of a split job).
+"""A job's life outside the converter: create (probe, store, queue: one path for a POST and a resumable upload),
+enqueue, cancel, retry, fail, delete (with the tracks of a split job).
 
 State changes are conditional updates on the row, so a redelivered task can neither repeat finished work nor move a
 job backwards.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 
 from celery import chain
@@ -37,26 +38,48 @@ Status = Conversion.Status
 def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOptions) -> Conversion:
     """Probe an upload, store it and queue its conversion. Raises a ServiceError for input that cannot work, or
     when the file store or the queue refuses (then nothing is kept)."""
-    # The account's gate and limits come first: a refused upload costs no probe.
-    upload_check(user=owner, size=upload.size)
-    info = engine.probe(
-        upload.temporary_file_path(), timeout=settings.PROBE_TIMEOUT, max_duration=settings.MAX_DURATION_MINUTES * 60
+    return conversion_admit(
+        owner=owner,
+        path=upload.temporary_file_path(),
+        size=upload.size,
+        filename=upload.name,
+        options=options,
+        store_source=lambda conversion: conversion.source.save(conversion.original_filename, upload, save=False),
     )
+
+
+def conversion_admit(
+    *,
+    owner,
+    path: str,
+    size: int,
+    filename: str,
+    options: engine.OutputOptions,
+    store_source: Callable[[Conversion], None],
+    conversion_id: uuid.UUID | None = None,
+) -> Conversion:
+    """The one way in for a new job, whichever way its bytes came (a POST, or a resumable upload's last PATCH): check
+    the account, probe the local file at `path`, have `store_source(conversion)` set the job's stored source, insert
+    the row and queue it. Raises a ServiceError for input that cannot work, or when the file store or the queue
+    refuses; then neither the row nor the stored source is kept."""
+    # The account's gate and limits come first: a refused upload costs no probe.
+    upload_check(user=owner, size=size)
+    info = engine.probe(path, timeout=settings.PROBE_TIMEOUT, max_duration=settings.MAX_DURATION_MINUTES * 60)
     if not info.has_audio:
         raise engine.NoAudioStream()
     options.check_against(info)
-    original_filename = clean_filename(upload.name)
+    original_filename = clean_filename(filename)
     if options.title is None:
         options = replace(options, title=stem(original_filename)[: engine.TAG_MAX_LENGTH] or None)
     conversion = Conversion(
-        id=uuid.uuid4(),
+        id=conversion_id or uuid.uuid4(),
         owner=owner,
         original_filename=original_filename,
-        source_size=upload.size,
+        source_size=size,
         options=options.as_dict(),
     )
     try:
-        conversion.source.save(conversion.original_filename, upload, save=False)
+        store_source(conversion)
     except STORAGE_ERRORS as exc:
         # The storages remove what they wrote of a failed save (GridFS and S3 abort, a folder's partial file goes).
         logger.warning("upload %s: could not store the source: %r", conversion.pk, exc)
@@ -66,7 +89,7 @@ def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOpti
             # The limits again, under a lock on the owner's row held until the commit: concurrent uploads of one
             # account check and insert one after another, so none passes on a count another is about to change.
             owner_lock(user=owner)
-            quota_check(user=owner, size=upload.size)
+            quota_check(user=owner, size=size)
             conversion.save(force_insert=True)
             upload_record_create(user=owner)
             transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.id, attempt=conversion.attempt))

@@ -174,6 +174,15 @@ MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=2048)
 FILE_UPLOAD_HANDLERS = ["conversions.uploads.LimitedTemporaryFileUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = env.str("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_PERMISSIONS = 0o640
+# Resumable (tus) uploads, /api/uploads/ (conversions/api/tus.py). An unfinished upload expires after this many hours
+# and its bytes are removed by the reconciler's sweep.
+UPLOAD_EXPIRY_HOURS = env.int("UPLOAD_EXPIRY_HOURS", default=24)
+# Largest body one PATCH may carry: keep it under the proxy's body cap (Cloudflare's is 100 MB).
+TUS_MAX_CHUNK_MB = env.int("TUS_MAX_CHUNK_MB", default=64)
+if not 1 <= TUS_MAX_CHUNK_MB < 100:
+    raise ImproperlyConfigured("TUS_MAX_CHUNK_MB must be between 1 and 99: proxies commonly cap a body at 100 MB.")
+# The convert page sends files larger than this with tus, in chunks, resumable after a dropped connection or a reload.
+TUS_WEB_THRESHOLD_MB = env.int("TUS_WEB_THRESHOLD_MB", default=50)
 
 # --- Import from a URL (conversions/services/fetching.py; the guard: mp3converter/outbound.py) -------------------
 # Networks the service may reach although they are loopback, private, link-local, ... (comma-separated CIDRs): the

@@ -1,5 +1,5 @@
-// mp3converter's pages, enhanced: uploads with a progress bar per file (drop or pick), live job status by polling
-// each running job's JSON (the browser's cache sends If-None-Match and the server answers 304 while nothing
+// mp3converter's pages, enhanced: uploads with a progress bar per file (drop or pick; large files by tus, resumable),
+// live job status by polling each running job's JSON (the browser's cache sends If-None-Match and the server answers 304 while nothing
 // changed), and a confirmation before deleting. Without this script every page still works by reloading.
 "use strict";
 
@@ -92,9 +92,9 @@
   }
 
   // One sentence from an API error answer: {"code", "detail"}, {field: [messages]}, or not JSON at all.
-  function errorSentence(xhr) {
+  function errorSentence(status, text) {
     let body = null;
-    try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+    try { body = JSON.parse(text); } catch (e) { body = null; }
     if (body && typeof body.detail === "string") return body.detail;
     if (body && typeof body === "object") {
       const messages = [];
@@ -113,11 +113,20 @@
       503: "The service is busy or partly down right now; nothing was kept. Please try again later.",
       504: "The service took too long to answer. Please try again later."
     };
-    return byStatus[xhr.status] || "The upload failed (HTTP " + xhr.status + "). Please try again.";
+    return byStatus[status] || "The upload failed (HTTP " + status + "). Please try again.";
   }
 
   function fromTemplate(form, id) {
     return form.dataset[id].replace("00000000-0000-0000-0000-000000000000", "ID");
+  }
+
+  // The options chosen on the form, as the API takes them (blank fields mean "the default").
+  function chosenOptions(form) {
+    const options = {};
+    new FormData(form).forEach(function (value, key) {
+      if (!["files", "source_url", "csrfmiddlewaretoken"].includes(key) && value !== "") options[key] = String(value);
+    });
+    return options;
   }
 
   // One file to upload, or (`file` null) the URL in the form's link field to import.
@@ -134,25 +143,13 @@
     field(row, "progress").setAttribute("aria-label", "Conversion of " + file.name);
     bytes.textContent = url ? "" : "0 MB of " + megabytes(file.size);
 
-    const data = new FormData();
-    new FormData(form).forEach(function (value, key) {
-      if (!["files", "source_url", "csrfmiddlewaretoken"].includes(key) && value !== "") data.append(key, value);
-    });
-    if (url) data.append("source_url", url);
-    else data.append("file", file, file.name);
-
-    const xhr = new XMLHttpRequest();
-    xhr.open("POST", form.dataset.uploadUrl);
-    xhr.setRequestHeader("X-CSRFToken", form.elements.csrfmiddlewaretoken.value);
-    xhr.setRequestHeader("Accept", "application/json");
-    xhr.upload.addEventListener("progress", function (event) {
-      if (!event.lengthComputable) return;
-      bar.value = Math.round((100 * event.loaded) / event.total);
-      bytes.textContent = megabytes(Math.min(event.loaded, file.size)) + " of " + megabytes(file.size);
-    });
-    xhr.addEventListener("loadend", function () {
-      if (xhr.status === 202) {
-        const job = JSON.parse(xhr.responseText);
+    const shown = {
+      progress: function (loaded) {
+        if (url) return;  // a URL import: the bytes are fetched by the service, shown on the job
+        bar.value = Math.round((100 * loaded) / file.size);
+        bytes.textContent = megabytes(Math.min(loaded, file.size)) + " of " + megabytes(file.size);
+      },
+      accepted: function (job) {
         bar.value = 100;
         bytes.textContent = url ? "" : megabytes(file.size) + " sent";
         const page = field(row, "page"), download = field(row, "download");
@@ -162,16 +159,86 @@
         row.dataset.jobUrl = fromTemplate(form, "jobUrl").replace("ID", job.id);
         showJob(row, job);
         watch(row);
-      } else {
+      },
+      refused: function (sentence) {
         row.classList.add("failed");
         bar.hidden = true;
         field(row, "status").textContent = "Not converted";
         const error = field(row, "error");
-        error.textContent = errorSentence(xhr);
+        error.textContent = sentence;
         error.hidden = false;
       }
+    };
+    if (!url && window.tus && window.tus.isSupported && file.size > Number(form.dataset.tusThresholdBytes)) {
+      uploadResumable(form, file, shown);
+    } else {
+      uploadWhole(form, file, url, shown);
+    }
+  }
+
+  // Small files, and a URL to import: one multipart POST.
+  function uploadWhole(form, file, url, shown) {
+    const data = new FormData();
+    const options = chosenOptions(form);
+    Object.keys(options).forEach(function (key) { data.append(key, options[key]); });
+    if (url) data.append("source_url", url);
+    else data.append("file", file, file.name);
+
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.dataset.uploadUrl);
+    xhr.setRequestHeader("X-CSRFToken", form.elements.csrfmiddlewaretoken.value);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.addEventListener("progress", function (event) {
+      if (event.lengthComputable) shown.progress(event.loaded * file.size / event.total);
+    });
+    xhr.addEventListener("loadend", function () {
+      if (xhr.status === 202) shown.accepted(JSON.parse(xhr.responseText));
+      else shown.refused(errorSentence(xhr.status, xhr.responseText));
     });
     xhr.send(data);
+  }
+
+  // Large files: tus (tus-js-client, mp3converter/static/vendor/), in chunks under the proxy's body cap. A dropped
+  // connection is retried from the server's offset; after a reload the same file (with the same options) resumes,
+  // since the client keeps each upload's URL in localStorage under the file's fingerprint.
+  function uploadResumable(form, file, shown) {
+    const options = chosenOptions(form);
+    const metadata = Object.assign({filename: file.name}, options);
+    let conversionUrl = null;
+    const resumable = new window.tus.Upload(file, {
+      endpoint: form.dataset.tusUrl,
+      chunkSize: Number(form.dataset.tusChunkBytes),
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000],
+      metadata: metadata,
+      headers: {"X-CSRFToken": form.elements.csrfmiddlewaretoken.value},
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      fingerprint: function (file) {
+        const parts = ["mp3converter", file.name, file.type, file.size, file.lastModified, JSON.stringify(options)];
+        return Promise.resolve(parts.join("-"));
+      },
+      onProgress: function (sent) { shown.progress(sent); },
+      onAfterResponse: function (request, response) {
+        // The last PATCH (or a HEAD once finished) names the conversion the upload became.
+        const location = response.getHeader("Conversion-Location");
+        if (location) conversionUrl = location;
+      },
+      onSuccess: function () {
+        if (!conversionUrl) { shown.refused(errorSentence(0, "")); return; }
+        window.fetch(conversionUrl, {headers: {Accept: "application/json"}, credentials: "same-origin"})
+          .then(function (response) { return response.json(); })
+          .then(shown.accepted)
+          .catch(function () { shown.refused(errorSentence(0, "")); });
+      },
+      onError: function (error) {
+        const response = error.originalResponse;
+        shown.refused(response ? errorSentence(response.getStatus(), response.getBody()) : errorSentence(0, ""));
+      }
+    });
+    resumable.findPreviousUploads().then(function (previous) {
+      if (previous.length) resumable.resumeFromPreviousUpload(previous[0]);
+      resumable.start();
+    });
   }
 
   function setUpConvertForm() {
