@@ -268,7 +268,7 @@ def test_a_multipart_body_with_the_wrong_content_type_is_a_4xx(db, user, sample,
     if api == "native":
         assert response.status_code == native_status, (response.status_code, response.content)
         if native_detail is None:  # the body parses as a multipart with no parts at all
-            assert response.json() == {"file": ["No file was submitted."]}
+            assert response.json() == {"file": ["No file was submitted: send a file, or a source_url to import it from."]}
         else:
             assert response.json() == {"detail": native_detail}
     else:

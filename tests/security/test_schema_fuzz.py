@@ -16,6 +16,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from rest_framework_simplejwt.tokens import AccessToken
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -29,6 +30,8 @@ from mp3converter.wsgi import application
 from tests.factories import ConversionFactory
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+# A resumable upload's chunks (tus): raw bytes, which schemathesis has no serializer for of its own.
+schemathesis.openapi.media_type("application/offset+octet-stream", st.binary(max_size=4096))
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
