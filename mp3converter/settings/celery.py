@@ -22,6 +22,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # A worker looks for new messages this often (kombu's polling_interval, 1 s by default): a job waits half of
+        # it on average before it starts. Each look lists the queue folder, which the event queues' housekeeping
+        # (mp3converter/broker.py) keeps small, so ten looks a second cost a fraction of a percent of a core.
+        "polling_interval": env.float("CELERY_BROKER_POLLING_INTERVAL", default=0.1),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
