@@ -61,7 +61,7 @@ def rabbitmq_rows(root: Path, source: Path, cli: float, jobs: int) -> list[Row]:
     label = "RabbitMQ + MariaDB" if database else "RabbitMQ + SQLite"
     try:
         with Stack(root / "stack-amqp", broker_url=broker, database_url=database, settings=STACK_SETTINGS,
-                   roles=("web", "convert-worker", "notify-worker")) as stack:
+                   roles=("web", "convert", "notify")) as stack:
             return [service.p2_row(label, service.accepted_to_done(stack, source, jobs=jobs), cli)]
     except Exception as exc:  # a broker or database that is not there: say so in the table, measure the rest
         return [service.p2_unavailable(label, f"not available: {str(exc).splitlines()[0][:80]}")]
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += service.big_upload(stack, big)
             big.unlink()
         with Stack(root / "stack-2", settings=STACK_SETTINGS, convert_workers=2,
-                   roles=("web", "convert-worker", "notify-worker")) as stack:
+                   roles=("web", "convert", "notify")) as stack:
             print("  P4, two converters ...", flush=True)
             two = service.batch_seconds(stack, source, jobs=args.batch)
         rows += p4_rows(ceiling, one, two, args.batch)

@@ -65,7 +65,7 @@ def big_upload(stack: Stack, source: Path) -> list[Row]:
     each web process and of the convert worker's whole tree (its pool process and ffmpeg) against their idle size."""
     token = stack.token()
     web = [pid for pid in stack.pids("web")]
-    converter = stack.processes["convert-worker"].pid
+    converter = stack.processes["convert"].pid
     idle_web = {pid: rss_kib(pid) for pid in web}
     idle_converter = tree_rss_kib(converter)
     size_mib = source.stat().st_size / 2**20

@@ -1,8 +1,9 @@
 """The service as `make run` starts it, on temporary folders and free ports, for the bench to measure and tear down.
 
-Each role runs through its own entrypoint (docker/bin/*) with the environment the Procfile gives it: gunicorn for
-the web role, the two worker roles, Flower. The defaults are `make run`'s (SQLite, the filesystem broker, the local
-folder); a RabbitMQ or MariaDB URL runs the same roles on those instead.
+The roles are read from the Procfile, and each runs its line as honcho does: the line's `VAR=value` settings, then
+its entrypoint (docker/bin/*); only the web role's address is moved to a free port. First the housekeeping `make run`
+does (migrate, `python -m mp3converter.broker`). The defaults are `make run`'s (SQLite, the filesystem broker, the
+local folder); a RabbitMQ or MariaDB URL runs the same roles on those instead.
 """
 
 from __future__ import annotations
@@ -33,6 +34,27 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def procfile(path: Path = ROOT / "Procfile") -> dict[str, tuple[dict[str, str], str]]:
+    """The Procfile's roles: name -> (the line's `VAR=value` settings, its entrypoint), in the file's order."""
+    roles = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, command = line.partition(":")
+        words = command.split()
+        settings = dict(word.split("=", 1) for word in words[:-1])
+        roles[name.strip()] = (settings, words[-1])
+    return roles
+
+
+def is_worker(role: str) -> bool:
+    return procfile()[role][1].endswith("-worker")
+
+
+# What a developer's shell passes on to `make run`; the rest of the stack's environment is set below.
+INHERITED = ("HOME", "LANG", "LC_ALL", "LOGNAME", "USER", "SHELL", "TERM", "TZ")
+
+
 def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,12 +68,13 @@ def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.02):
 @dataclass
 class Stack:
     workdir: Path
-    roles: tuple[str, ...] = ("web", "convert-worker", "notify-worker", "flower")
+    roles: tuple[str, ...] = tuple(procfile())  # web, convert, notify, flower
     broker_url: str = ""  # empty: the filesystem broker in workdir, as `make run`
     database_url: str = ""  # empty: SQLite in workdir, as `make run`
     convert_workers: int = 1  # convert worker processes (one ffmpeg each)
     settings: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    workers: list[str] = field(default_factory=list)  # names of the worker processes among them
 
     def __post_init__(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +82,7 @@ class Stack:
         self.base_url = f"http://127.0.0.1:{self.web_port}"
         self.broker_folder = self.workdir / "broker"
         self.env = {
-            **{name: value for name, value in os.environ.items() if not name.startswith(("CELERY_", "DJANGO_"))},
+            **{name: os.environ[name] for name in INHERITED if name in os.environ},
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
             "DJANGO_SETTINGS_MODULE": "mp3converter.settings",
             "DJANGO_DEBUG": "true",  # as `make run`'s .env
@@ -77,8 +100,6 @@ class Stack:
             "QUOTA_STORAGE_MB": "unlimited",
             "LOG_LEVEL": "WARNING",
             "WEB_BIND": f"127.0.0.1:{self.web_port}",
-            "WEB_WORKERS": "2",  # the Procfile's
-            "FLOWER_ADDRESS": "127.0.0.1",
             "FLOWER_PORT": str(self.flower_port),
             "FLOWER_BASIC_AUTH": f"bench:{PASSWORD}",
             **self.settings,
@@ -97,7 +118,7 @@ class Stack:
         if self.broker_url:
             self._purge_queues()
         for role in self.roles:
-            copies = self.convert_workers if role == "convert-worker" else 1
+            copies = self.convert_workers if role == "convert" else 1
             for copy in range(copies):
                 self._start_role(role, f"{role}-{copy}" if copies > 1 else role)
         try:
@@ -108,13 +129,15 @@ class Stack:
         return self
 
     def _start_role(self, role: str, name: str) -> None:
-        env = dict(self.env)
-        if role.endswith("-worker"):
+        settings, entrypoint = procfile()[role]
+        env = {**self.env, **settings, "WEB_BIND": self.env["WEB_BIND"]}  # the Procfile's, on a free port
+        if is_worker(role):
+            self.workers.append(name)
             env["CELERY_WORKER_READY_FILE"] = str(self.workdir / f"{name}.ready")
             env["CELERY_WORKER_HOSTNAME"] = f"{name}@%h"
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [str(ROOT / "docker" / "bin" / role)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [str(ROOT / entrypoint)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -123,15 +146,18 @@ class Stack:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"bench: {name} exited:\n{self.log(name)[-2000:]}")
-            workers = all((self.workdir / f"{name}.ready").exists() for name in self.processes if "worker" in name)
+            workers = all((self.workdir / f"{name}.ready").exists() for name in self.workers)
             return workers and self._answers("/healthz") and ("flower" not in self.processes or self._flower_up())
 
         wait_until(ready, timeout=timeout, what="the stack to start", interval=0.2)
 
     def stop(self) -> None:
+        # SIGTERM to each role's own process, as a process manager stops it; it stops its children (gunicorn's
+        # workers, Celery's pool). Signalling the children too made a worker's pool exit under it, and the worker
+        # then hung in its warm shutdown.
         for process in self.processes.values():
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                process.send_signal(signal.SIGTERM)
         for process in self.processes.values():
             try:
                 process.wait(timeout=30)
@@ -139,6 +165,7 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+        self.workers.clear()
 
     def __enter__(self) -> Stack:
         return self.start()
