@@ -4,7 +4,6 @@ EXCEPTION_HANDLER). The classic API has its own handler, in plain text (conversi
 from django.db import InterfaceError, OperationalError
 from rest_framework import renderers
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DatabaseUnavailable, ServiceError
 
@@ -29,6 +28,9 @@ def error_headers(error: ServiceError) -> dict[str, str]:
 def exception_handler(exc, context):
     error = as_service_error(exc)
     if error is None:
+        # Imported here: rest_framework.views reads the renderer setting, which names this module's renderer.
+        from rest_framework.views import exception_handler as drf_exception_handler
+
         return drf_exception_handler(exc, context)
     if fields := error.field_errors():
         # Reads like any other field error: {"audio_track": ["This file has 1 audio track: ..."]}.

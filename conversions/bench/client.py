@@ -89,13 +89,14 @@ def wait_done(base_url: str, token: str, conversion_id: str, *, timeout: float =
 
 
 def tus_available(base_url: str, token: str) -> bool:
-    """The server speaks tus when OPTIONS /api/uploads/ answers with a Tus-Resumable header."""
+    """The server speaks tus when OPTIONS /api/uploads/ answers with the versions it supports (Tus-Version, which
+    the tus 1.0 protocol requires on that answer)."""
     connection = _connection(base_url, timeout=10)
     try:
         connection.request("OPTIONS", "/api/uploads/", headers={"Authorization": f"Bearer {token}"})
         response = connection.getresponse()
         response.read()
-        return response.status < 300 and bool(response.getheader("Tus-Resumable"))
+        return response.status < 300 and "1.0.0" in (response.getheader("Tus-Version") or "")
     except OSError:
         return False
     finally:

@@ -83,7 +83,7 @@ def big_upload(stack: Stack, source: Path) -> list[Row]:
     ]
     if not client.tus_available(stack.base_url, token):
         rows.insert(1, Row("**P3** tus upload: web process growth (largest)", [], "MiB", f"≤ {WEB_GROWTH_MAX_MIB} MiB",
-                           note="not available: no tus at /api/uploads/"))
+                           note="not measured: no tus server at /api/uploads/ (OPTIONS gave no Tus-Version)"))
         return rows
     idle_web = {pid: rss_kib(pid) for pid in web}
     with PeakRss(web) as web_memory:

@@ -178,13 +178,13 @@ class Stack:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def _purge_queues(self) -> None:
-        code = (
+        script = (
             "from mp3converter.celery import app\n"
             "with app.connection_for_write() as c:\n"
             "    for q in app.amqp.queues.values():\n"
             "        q(c.default_channel).declare(); q(c.default_channel).purge()\n"
         )
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=self.env, check=True)
+        subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=self.env, check=True)
 
     # --- talking to it --------------------------------------------------------------------------------------------
     def _answers(self, path: str) -> bool:
