@@ -130,7 +130,8 @@ class Stack:
 
     def _start_role(self, role: str, name: str) -> None:
         settings, entrypoint = procfile()[role]
-        env = {**self.env, **settings, "WEB_BIND": self.env["WEB_BIND"]}  # the Procfile's, on a free port
+        # The Procfile's settings, on a free port; what the bench sets on purpose (`settings`) wins.
+        env = {**self.env, **settings, **self.settings, "WEB_BIND": self.env["WEB_BIND"]}
         if is_worker(role):
             self.workers.append(name)
             env["CELERY_WORKER_READY_FILE"] = str(self.workdir / f"{name}.ready")
