@@ -37,7 +37,7 @@ def p2_row(label: str, seconds: list[float], cli_seconds: float) -> Row:
     limit = P2_FACTOR * cli_seconds + P2_SLACK
     median = statistics.median(seconds)
     return Row(f"**P2** accepted → done, {label}", seconds, "s", f"≤ {P2_FACTOR} × CLI + {P2_SLACK} s",
-               f"{median:.2f} ≤ {limit:.2f}: CLI + {median - cli_seconds:.2f} s", median <= limit)
+               f"{median:.2f} ≤ {limit:.2f}: CLI {median - cli_seconds:+.2f} s", median <= limit)
 
 
 def p2_unavailable(label: str, why: str) -> Row:
