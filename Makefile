@@ -11,6 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 run: venv var/.env-ready
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python -m mp3converter.broker
 	@echo ""
 	@echo "mp3converter is starting: web http://127.0.0.1:8000 (API docs at /api/docs/, admin at /admin/),"
 	@echo "Flower http://127.0.0.1:5555 (user and password: FLOWER_BASIC_AUTH in .env)."

@@ -28,7 +28,8 @@ def conversion_get(*, user, conversion_id) -> Conversion | None:
         conversion_id = uuid.UUID(str(conversion_id))
     except ValueError:
         return None
-    return conversion_list(user=user).filter(pk=conversion_id).first()
+    # No ORDER BY for one row by its key (first() would sort by the list's order): the job-status poll's query.
+    return next(iter(conversion_list(user=user).filter(pk=conversion_id).order_by()[:1]), None)
 
 
 def conversion_map(*, user, conversion_ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, Conversion]:

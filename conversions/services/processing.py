@@ -132,10 +132,8 @@ def conversion_convert(
         return
     options = engine.OutputOptions.from_dict(conversion.options)
     with Heartbeat(conversion.id, conversion.attempt), conversion_workdir() as workdir:
-        source_path, target_path = Path(workdir) / "source", Path(workdir) / f"output{engine.MP3.extension}"
-        with conversion.source.open("rb") as stored, source_path.open("wb") as local:
-            while chunk := stored.read(COPY_CHUNK_BYTES):
-                local.write(chunk)
+        target_path = Path(workdir) / f"output{engine.MP3.extension}"
+        source_path = _local_source(conversion.source, Path(workdir) / "source")
         run = {
             "options": options,
             "on_progress": ProgressReporter(conversion.id, conversion.attempt),
@@ -176,6 +174,19 @@ def conversion_convert(
         "conversion %s: done, %.1f s of audio, %d bytes%s",
         conversion.id, result.duration, result.size, " (stream copied)" if result.copied else "",
     )
+
+
+def _local_source(source, copy_path: Path) -> Path:
+    """The source as a file ffmpeg can read: in place when the store is a local folder (a 2 GB upload is not copied
+    just to be read), else copied into the job's folder (GridFS, S3), which goes away with the job."""
+    try:
+        return Path(source.storage.path(source.name))
+    except NotImplementedError:  # a store with no local path
+        pass
+    with source.open("rb") as stored, copy_path.open("wb") as local:
+        while chunk := stored.read(COPY_CHUNK_BYTES):
+            local.write(chunk)
+    return copy_path
 
 
 def _store_output(path: Path, name: str) -> str:

@@ -16,12 +16,18 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = Path(env.str("CELERY_BROKER_FOLDER", default=str(VAR_DIR / "broker")))
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    # kombu's filesystem transport with its races closed: messages written whole, exchange tables under one lock.
+    CELERY_BROKER_TRANSPORT = "mp3converter.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # A worker looks for new messages this often (kombu's polling_interval, 1 s by default): a job waits half of
+        # it on average before it starts. Each look lists the queue folder, which the event queues' housekeeping
+        # (mp3converter/broker.py) keeps small, so ten looks a second cost a fraction of a percent of a core.
+        "polling_interval": env.float("CELERY_BROKER_POLLING_INTERVAL", default=0.1),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {

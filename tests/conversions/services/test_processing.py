@@ -3,6 +3,7 @@ real storages."""
 
 import io
 import uuid
+from pathlib import Path
 
 from datetime import timedelta
 
@@ -43,6 +44,26 @@ def test_convert_makes_the_mp3(db, queued, tmp_path):
         local.write_bytes(mp3.read())
     assert probe_output(local)["audio"][0]["codec"] == "mp3"
     assert decoded_duration(local) == pytest.approx(2.0, abs=0.1)
+
+
+def test_convert_reads_a_local_source_in_place_and_copies_a_remote_one(db, queued, storage, monkeypatch):
+    # A 2 GB upload in the local folder is not copied just to be read; GridFS and S3 have no local path.
+    conversion = queued("mp4_aac")
+    read_from = []
+    real_convert = engine.convert
+
+    def spy(source, target, **kwargs):
+        read_from.append(source)
+        return real_convert(source, target, **kwargs)
+
+    monkeypatch.setattr(engine, "convert", spy)
+    conversion_convert(conversion_id=conversion.id)
+    assert Conversion.objects.get(pk=conversion.pk).status == Status.DONE
+    if storage == "folder":
+        assert read_from == [Path(default_storage.path(conversion.source.name))]
+    else:
+        assert read_from[0].name == "source"  # the copy, in the job's own folder (gone with it)
+        assert not read_from[0].exists()
 
 
 def test_convert_again_on_a_done_job_does_nothing(db, queued):
