@@ -150,11 +150,11 @@ def test_make_run_restarted_runs_a_job_flower_shows_it_and_the_broker_folder_sta
     # Every role of the Procfile, started as `make run` starts them (migrate, the broker's housekeeping, then each
     # line's entrypoint with its settings), on the filesystem broker and SQLite in a temporary folder; twice.
     stack = Stack(tmp_path / "stack")
-    assert set(stack.roles) == set(procfile()) == {"web", "convert", "notify", "flower"}
+    assert set(stack.roles) == set(procfile()) == {"web", "fetch", "convert", "notify", "flower"}
     with stack:
-        # The first Flower reads events: both workers show up through their heartbeats.
-        wait_for(lambda: len(stack.flower_json("/api/workers?status=1") or {}) == 2, timeout=20,
-                 message="Flower to see both workers")
+        # The first Flower reads events: the three workers show up through their heartbeats.
+        wait_for(lambda: len(stack.flower_json("/api/workers?status=1") or {}) == 3, timeout=20,
+                 message="Flower to see the three workers")
         first_run_queues = event_queues(stack)
         assert len(first_run_queues) == 1
     files_after_first_run = stack.broker_files()
@@ -169,7 +169,7 @@ def test_make_run_restarted_runs_a_job_flower_shows_it_and_the_broker_folder_sta
         client.wait_done(stack.base_url, token, sent.conversion_id, timeout=30, every=0.1)
 
         workers = wait_for(lambda: stack.flower_json("/api/workers?status=1"), timeout=10, message="Flower")
-        assert sorted(name.partition("@")[0] for name, alive in workers.items() if alive) == ["convert", "notify"]
+        assert sorted(name.partition("@")[0] for name, alive in workers.items() if alive) == ["convert", "fetch", "notify"]
 
         def convert_task():
             tasks = (stack.flower_json("/api/tasks") or {}).values()
