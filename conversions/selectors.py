@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Prefetch, QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from notifications.selectors import notified_at
@@ -28,8 +28,14 @@ def conversion_get(*, user, conversion_id) -> Conversion | None:
         conversion_id = uuid.UUID(str(conversion_id))
     except ValueError:
         return None
-    # No ORDER BY for one row by its key (first() would sort by the list's order): the job-status poll's query.
-    return next(iter(conversion_list(user=user).filter(pk=conversion_id).order_by()[:1]), None)
+    # One row by its key, with no ORDER BY: the job-status poll's query. Its tracks are read only for a split job;
+    # any other has none, so the poll costs one query fewer.
+    jobs = Conversion.objects.filter(owner=user, pk=conversion_id).annotate(notified_at=notified_at())
+    conversion = next(iter(jobs[:1]), None)
+    if conversion is not None:
+        tracks = "tracks" if conversion.is_split else Prefetch("tracks", queryset=Track.objects.none())
+        prefetch_related_objects([conversion], tracks)
+    return conversion
 
 
 def conversion_map(*, user, conversion_ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, Conversion]:
