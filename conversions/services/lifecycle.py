@@ -84,23 +84,7 @@ def conversion_admit(
         # The storages remove what they wrote of a failed save (GridFS and S3 abort, a folder's partial file goes).
         logger.warning("upload %s: could not store the source: %r", conversion.pk, exc)
         raise StorageUnavailable() from exc
-    try:
-        with transaction.atomic():
-            # The limits again, under a lock on the owner's row held until the commit: concurrent uploads of one
-            # account check and insert one after another, so none passes on a count another is about to change.
-            owner_lock(user=owner)
-            quota_check(user=owner, size=size)
-            conversion.save(force_insert=True)
-            upload_record_create(user=owner)
-            transaction.on_commit(lambda: conversion_enqueue(conversion_id=conversion.id, attempt=conversion.attempt))
-    except BrokerError as exc:
-        # The row committed but the broker refused the job: undo both so nothing is left half-made.
-        _discard(conversion)
-        raise QueueUnavailable() from exc
-    except Exception:
-        _discard(conversion)
-        raise
-    return conversion
+    return _insert_and_enqueue(conversion, size=size)
 
 
 def conversion_create_from_url(*, owner, source_url: str, options: engine.OutputOptions) -> Conversion:
@@ -117,16 +101,25 @@ def conversion_create_from_url(*, owner, source_url: str, options: engine.Output
         id=uuid.uuid4(), owner=owner, original_filename=original_filename, source_url=source_url,
         options=options.as_dict(),
     )
+    return _insert_and_enqueue(conversion, size=None, fetch=True)
+
+
+def _insert_and_enqueue(conversion: Conversion, *, size: int | None, fetch: bool = False) -> Conversion:
+    """Insert a new job and queue it once the row is committed (with its fetch step first for a URL import)."""
+    owner = conversion.owner
     try:
         with transaction.atomic():
+            # The limits again, under a lock on the owner's row held until the commit: concurrent uploads of one
+            # account check and insert one after another, so none passes on a count another is about to change.
             owner_lock(user=owner)
-            quota_check(user=owner, size=None)
+            quota_check(user=owner, size=size)
             conversion.save(force_insert=True)
             upload_record_create(user=owner)
             transaction.on_commit(
-                lambda: conversion_enqueue(conversion_id=conversion.id, attempt=conversion.attempt, fetch=True)
+                lambda: conversion_enqueue(conversion_id=conversion.id, attempt=conversion.attempt, fetch=fetch)
             )
     except BrokerError as exc:
+        # The row committed but the broker refused the job: undo both so nothing is left half-made.
         _discard(conversion)
         raise QueueUnavailable() from exc
     except Exception:
