@@ -66,9 +66,10 @@ def ffmpeg_conversions(marker: str) -> list[Proc]:
 
 
 def conversion_workdir(ffmpeg: Proc) -> Path:
-    """The temporary work dir of a conversion: its ffmpeg's input folder."""
-    source = next(arg for arg in ffmpeg.args if arg.startswith("file:") and arg.endswith("/source"))
-    return Path(source.removeprefix("file:")).parent
+    """The temporary work dir of a conversion: the folder its ffmpeg writes into (a source in the local folder is read
+    in place, so the input may be elsewhere)."""
+    output = Path(next(arg for arg in reversed(ffmpeg.args) if arg.startswith("file:")).removeprefix("file:"))
+    return next(folder for folder in output.parents if folder.name.startswith("mp3converter-"))
 
 
 def wait_ffmpeg(worker: WorkerProcess, *, timeout: float = 30) -> Proc:
