@@ -49,7 +49,7 @@ def p4_rows(ceiling: list[float], one: float, two: float, batch: int) -> list[Ro
         Row(f"batch of {batch}: 1 converter", [one], "s"),
         Row(f"batch of {batch}: 2 converters", [two], "s"),
         Row("**P4** 2 converters vs 1, share of the ceiling", [share], "×", f"≥ {service.P4_SHARE_OF_CEILING}",
-            f"{speedup:.2f} / {ceiling_median:.2f} = {share:.2f}", share >= service.P4_SHARE_OF_CEILING),
+            f"{speedup:.2f} / {ceiling_median:.2f} = {share:.3f}", share >= service.P4_SHARE_OF_CEILING),
     ]
 
 

@@ -20,6 +20,7 @@ WEB_GROWTH_MAX_MIB, CONVERTER_GROWTH_MAX_MIB = 32, 64
 P4_SHARE_OF_CEILING = 0.95
 P6_SHARE_OF_HEALTHZ, P6_P99_MAX_MS, P6_CLIENTS = 0.33, 150, 50
 IDLE_CPU_MAX_PERCENT, IDLE_SECONDS = 3.0, 20.0
+IDLE_MESSAGES_MAX = 10  # message files in the broker folder at once at idle: heartbeats on their way to Flower
 
 
 # --- P2: job accepted -> done ----------------------------------------------------------------------------------------
@@ -131,9 +132,12 @@ def status_under_load(stack: Stack, source: Path, *, rounds: int) -> list[Row]:
 # --- P7: the idle cost of `make run` ------------------------------------------------------------------------------------
 def idle_cost(stack: Stack) -> list[Row]:
     roots = [process.pid for process in stack.processes.values()]
-    messages_before = stack.broker_messages()
+    messages_before = most = stack.broker_messages()
     cpu_before, started = tree_cpu_seconds(roots), time.monotonic()
-    time.sleep(IDLE_SECONDS)  # the measurement itself: the stack left alone
+    # The measurement itself: the stack left alone, its broker folder looked at twice a second (a listing).
+    while (left := IDLE_SECONDS - (time.monotonic() - started)) > 0:
+        time.sleep(min(0.5, left))
+        most = max(most, stack.broker_messages())
     percent = 100 * (tree_cpu_seconds(roots) - cpu_before) / (time.monotonic() - started)
     messages_after, files = stack.broker_messages(), stack.broker_files()
     workers = stack.flower_json("/api/workers?refresh=1") or {}
@@ -141,9 +145,10 @@ def idle_cost(stack: Stack) -> list[Row]:
     return [
         Row(f"**P7** `make run` idle, {IDLE_SECONDS:.0f} s: CPU (all roles)", [percent], "% of a core",
             f"≤ {IDLE_CPU_MAX_PERCENT} %", f"{percent:.2f}", percent <= IDLE_CPU_MAX_PERCENT),
-        Row(f"**P7** broker folder: message files, after {IDLE_SECONDS:.0f} s idle", [float(messages_after)], "files",
-            "no growth at idle", f"{messages_before} → {messages_after} ({files} files in all)",
-            messages_after <= messages_before),
+        # Bounded, not empty: a heartbeat on its way to Flower's event queue is a file until Flower reads it.
+        Row(f"**P7** broker folder: message files over {IDLE_SECONDS:.0f} s idle (most at once)", [float(most)],
+            "files", f"≤ {IDLE_MESSAGES_MAX}", f"{messages_before} → {messages_after}, at most {most} "
+            f"({files} files in all)", most <= IDLE_MESSAGES_MAX),
         Row("Flower: workers and tasks it shows", [float(len(workers))], "workers", "report",
             f"{len(workers)} workers, {len(tasks)} tasks"),
     ]
