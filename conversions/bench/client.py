@@ -70,6 +70,13 @@ def upload(base_url: str, token: str, source: Path, fields: dict[str, str] | Non
 
 def wait_done(base_url: str, token: str, conversion_id: str, *, timeout: float = 900, every: float = 0.02) -> float:
     """Poll the job's status every 20 ms until it is done; time.monotonic() of the first answer that says so."""
+    return wait_done_job(base_url, token, conversion_id, timeout=timeout, every=every)[0]
+
+
+def wait_done_job(base_url: str, token: str, conversion_id: str, *, timeout: float = 900,
+                  every: float = 0.02) -> tuple[float, dict]:
+    """Poll the job's status every `every` seconds until it is done: time.monotonic() of the first answer that says
+    so, and the job as that answer shows it."""
     connection = _connection(base_url)
     deadline = time.monotonic() + timeout
     try:
@@ -79,7 +86,7 @@ def wait_done(base_url: str, token: str, conversion_id: str, *, timeout: float =
             response = connection.getresponse()
             job = json.loads(response.read())
             if job.get("status") == "done":
-                return time.monotonic()
+                return time.monotonic(), job
             if job.get("status") in ("failed", "cancelled"):
                 raise RuntimeError(f"bench: job {conversion_id} {job['status']}: {job.get('error')}")
             time.sleep(every)
