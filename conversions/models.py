@@ -91,6 +91,11 @@ class Conversion(models.Model):
         return self.options.get("split") == "chapters"
 
     @property
+    def track_list(self) -> list["Track"]:
+        """The tracks of a split job, in order (prefetched by the selectors); none, with no query, for any other."""
+        return list(self.tracks.all()) if self.is_split else []
+
+    @property
     def tracks_total(self) -> int:
         return len(self.tracks.all())  # prefetched by the selectors: no query per track
 

@@ -5,10 +5,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Prefetch, QuerySet, Sum, prefetch_related_objects
+from django.db.models import QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
-from notifications.selectors import notified_at
+from notifications.selectors import delivered_at, notified_at
 
 from .models import Conversion, ResumableUpload, Track, UploadRecord
 
@@ -28,13 +28,16 @@ def conversion_get(*, user, conversion_id) -> Conversion | None:
         conversion_id = uuid.UUID(str(conversion_id))
     except ValueError:
         return None
-    # One row by its key, with no ORDER BY: the job-status poll's query. Its tracks are read only for a split job;
-    # any other has none, so the poll costs one query fewer.
-    jobs = Conversion.objects.filter(owner=user, pk=conversion_id).annotate(notified_at=notified_at())
-    conversion = next(iter(jobs[:1]), None)
+    # The job-status poll: one row by its key, with no ORDER BY and no subquery to compile; when its owner was told
+    # only for a finished job (no other has a delivery), its tracks only for a split job.
+    conversion = next(iter(Conversion.objects.filter(owner=user, pk=conversion_id)[:1]), None)
     if conversion is not None:
-        tracks = "tracks" if conversion.is_split else Prefetch("tracks", queryset=Track.objects.none())
-        prefetch_related_objects([conversion], tracks)
+        conversion.notified_at = (
+            delivered_at(conversion_id=conversion.pk, attempt=conversion.attempt)
+            if conversion.status in Conversion.FINISHED else None
+        )
+        if conversion.is_split:
+            prefetch_related_objects([conversion], "tracks")
     return conversion
 
 

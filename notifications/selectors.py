@@ -5,10 +5,17 @@ from django.db.models import OuterRef, Subquery
 from .models import Delivery
 
 
+def _deliveries_of(conversion, attempt):
+    return Delivery.objects.filter(
+        conversion=conversion, attempt=attempt, state=Delivery.State.DELIVERED
+    ).order_by("delivered_at").values_list("delivered_at", flat=True)
+
+
 def notified_at() -> Subquery:
     """For annotating conversions: when the owner was first told about the job's current attempt (None: not yet)."""
-    return Subquery(
-        Delivery.objects.filter(
-            conversion=OuterRef("pk"), attempt=OuterRef("attempt"), state=Delivery.State.DELIVERED
-        ).order_by("delivered_at").values("delivered_at")[:1]
-    )
+    return Subquery(_deliveries_of(OuterRef("pk"), OuterRef("attempt"))[:1])
+
+
+def delivered_at(*, conversion_id, attempt: int):
+    """When the owner was first told about this attempt of one job (None: not yet): `notified_at` for one job."""
+    return next(iter(_deliveries_of(conversion_id, attempt)[:1]), None)

@@ -247,7 +247,7 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
     tracks = TrackOutputSerializer(
-        many=True, read_only=True,
+        source="track_list", many=True, read_only=True,
         help_text="With split=chapters, once done: one MP3 per chapter, in order. Empty otherwise.",
     )
     source_url = serializers.CharField(
