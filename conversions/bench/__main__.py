@@ -53,7 +53,7 @@ def p4_rows(ceiling: list[float], one: float, two: float, batch: int) -> list[Ro
     ]
 
 
-def rabbitmq_rows(root: Path, source: Path, cli: float, jobs: int) -> list[Row]:
+def rabbitmq_rows(root: Path, source: Path, jobs: int) -> list[Row]:
     broker, database = os.environ.get("CELERY_BROKER_URL", ""), os.environ.get("DATABASE_URL", "")
     if not broker.startswith("amqp"):
         return [service.p2_unavailable("RabbitMQ", "not measured: set CELERY_BROKER_URL=amqp://…")]
@@ -62,7 +62,7 @@ def rabbitmq_rows(root: Path, source: Path, cli: float, jobs: int) -> list[Row]:
     try:
         with Stack(root / "stack-amqp", broker_url=broker, database_url=database, settings=STACK_SETTINGS,
                    roles=("web", "convert", "notify")) as stack:
-            return [service.p2_row(label, service.accepted_to_done(stack, source, jobs=jobs), cli)]
+            return [service.p2_row(label, service.accepted_to_done(stack, source, jobs=jobs))]
     except Exception as exc:  # a broker or database that is not there: say so in the table, measure the rest
         return [service.p2_unavailable(label, f"not available: {str(exc).splitlines()[0][:80]}")]
 
@@ -77,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Generating a {args.minutes:g}-minute stereo AAC video ...", flush=True)
         make_source(source, args.minutes)
         info = engine.probe(source)
-        converter_rows, cli = measure_converters(source, root, repeats=args.repeats, batches=1)
+        converter_rows, _ = measure_converters(source, root, repeats=args.repeats, batches=1)
         rows += converter_rows
         ceiling = machine_ceiling(source, root, repeats=2)
         print("  starting the service as `make run` does ...", flush=True)
         with Stack(root / "stack", settings=STACK_SETTINGS) as stack:
-            rows.append(service.p2_row("`make run` defaults", service.accepted_to_done(stack, source, jobs=args.jobs),
-                                       cli))
+            rows.append(service.p2_row("`make run` defaults", service.accepted_to_done(stack, source, jobs=args.jobs)))
             print("  P2 done; P6 ...", flush=True)
             rows += service.status_under_load(stack, source, rounds=args.rounds)
             print("  P7 (20 s of idle) ...", flush=True)
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             two = service.batch_seconds(stack, source, jobs=args.batch)
         rows += p4_rows(ceiling, one, two, args.batch)
         print("  P2 on RabbitMQ ...", flush=True)
-        rows += rabbitmq_rows(root, source, cli, args.jobs)
+        rows += rabbitmq_rows(root, source, args.jobs)
 
     print()
     print(f"{info.duration / 60:g} min of stereo AAC to MP3 (LAME -V 2, 44.1 kHz) on {os.cpu_count()} cores; "
