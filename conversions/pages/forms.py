@@ -35,7 +35,7 @@ class ConvertForm(forms.Form):
     # Import from a URL instead (or as well): the fetch worker downloads it. Checked by the API's serializer.
     source_url = forms.CharField(
         label=_("Or a link to a video"), required=False, max_length=2048,
-        widget=forms.URLInput(attrs={"placeholder": "https://", "inputmode": "url"}),
+        widget=forms.URLInput(attrs={"placeholder": "https://", "inputmode": "url", "class": "wide"}),
         help_text=_("An http or https address of a video or audio file on the internet: we download and convert it."),
     )
     preset = forms.ChoiceField(
