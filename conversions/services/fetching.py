@@ -17,7 +17,6 @@ from urllib.parse import unquote, urlsplit
 
 import urllib3
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import default_storage
 from django.utils import timezone
 from urllib3.exceptions import HTTPError
@@ -29,6 +28,7 @@ from .. import engine
 from ..filenames import clean_filename, source_name
 from ..models import Conversion
 from ..selectors import conversion_attempt_rows
+from ..storage import store_replacing
 from ..workdirs import conversion_workdir, workdirs_sweep
 from .lifecycle import conversion_mark_failed
 from .processing import Heartbeat, too_many_redeliveries
@@ -153,7 +153,7 @@ def conversion_fetch(
         except ServiceError as exc:
             conversion_mark_failed(conversion_id=conversion.id, attempt=conversion.attempt, error=exc)
             return
-        name = _store_source(path, source_name(conversion.id))
+        name = store_replacing(path, source_name(conversion.id))
     fetched = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt).filter(
         status=Status.FETCHING
     ).update(status=Status.QUEUED, source=name, source_size=downloaded.size, progress=0, heartbeat_at=timezone.now())
@@ -173,12 +173,3 @@ def _check_source(conversion: Conversion, path: Path, size: int) -> None:
     storage_check(user=conversion.owner, size=size)
 
 
-def _store_source(path: Path, name: str) -> str:
-    # An earlier attempt that died between storing and recording may have left this name: replace it.
-    default_storage.delete(name)
-    try:
-        with path.open("rb") as source:
-            return default_storage.save(name, File(source, name=name))
-    except Exception:
-        default_storage.delete(name)  # a write that failed part-way leaves no partial file behind
-        raise

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connections, transaction
 from django.db.models import F, Q
@@ -25,6 +24,7 @@ from .. import engine
 from ..filenames import output_name, track_name
 from ..models import Conversion, Track
 from ..selectors import conversion_attempt_rows
+from ..storage import store_replacing
 from ..workdirs import conversion_workdir, workdirs_sweep
 from .lifecycle import conversion_mark_failed
 
@@ -152,7 +152,7 @@ def conversion_convert(
         if options.splits_chapters:
             _finish_with_tracks(conversion, tracks, _store_tracks(conversion, tracks))
             return
-        mp3_name = _store_output(target_path, output_name(conversion.id, conversion.attempt))
+        mp3_name = store_replacing(target_path, output_name(conversion.id, conversion.attempt))
     finished = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt).filter(
         status=Status.PROCESSING
     ).update(
@@ -189,24 +189,12 @@ def _local_source(source, copy_path: Path) -> Path:
     return copy_path
 
 
-def _store_output(path: Path, name: str) -> str:
-    """Store the finished MP3 under `name`; returns the name it got."""
-    # A crashed earlier attempt may have stored this MP3 already: replace it rather than keep a second copy.
-    default_storage.delete(name)
-    try:
-        with path.open("rb") as mp3:
-            return default_storage.save(name, File(mp3, name=name))
-    except Exception:
-        default_storage.delete(name)  # a write that failed part-way leaves no partial file behind
-        raise
-
-
 def _store_tracks(conversion: Conversion, tracks: engine.TracksResult) -> list[str]:
     """Store each chapter's MP3 under this attempt's names; a failure part-way removes the ones stored so far."""
     names = []
     try:
         for track in tracks.tracks:
-            names.append(_store_output(track.path, track_name(conversion.id, conversion.attempt, track.number)))
+            names.append(store_replacing(track.path, track_name(conversion.id, conversion.attempt, track.number)))
     except Exception:
         _delete_files(names)
         raise

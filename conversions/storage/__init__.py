@@ -4,11 +4,12 @@ Web and workers run on different machines, so they share files through one of th
 folder). The names re-exported here are the paths settings and migrations use (`conversions.storage.GridFSStorage`).
 """
 
-from .base import READ_MODES, STORAGE_ERRORS, ReadOnlyStoredFile
+from .base import READ_MODES, STORAGE_ERRORS, ReadOnlyStoredFile, store_replacing
 from .gridfs import GridFSFile, GridFSStorage
 from .s3 import S3ObjectFile, S3ObjectReader, S3Storage
 
 __all__ = [
+    "store_replacing",
     "READ_MODES",
     "STORAGE_ERRORS",
     "GridFSFile",

@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files import File
+from django.core.files.storage import default_storage
 from pymongo.errors import PyMongoError
 
 # What the storages raise when the store itself fails (a full or read-only disk, MongoDB or S3 unreachable or refusing),
@@ -35,3 +36,15 @@ class ReadOnlyStoredFile(File):
         else:
             self.seek(0)
         return self
+
+
+def store_replacing(path, name: str) -> str:
+    """Store the local file at `path` under `name` in the file store, replacing what a crashed earlier attempt may
+    have left there; returns the name it got. A write that fails part-way leaves no partial file behind."""
+    default_storage.delete(name)
+    try:
+        with open(path, "rb") as local:
+            return default_storage.save(name, File(local, name=name))
+    except Exception:
+        default_storage.delete(name)
+        raise

@@ -66,7 +66,7 @@ def test_a_retry_removes_the_earlier_attempts_tracks(split_job, django_capture_o
 
 
 def test_a_storage_failure_part_way_keeps_no_track(split_job, monkeypatch):
-    store = processing._store_output
+    store = processing.store_replacing
     calls = []
 
     def fails_on_the_second(path, name):
@@ -75,7 +75,7 @@ def test_a_storage_failure_part_way_keeps_no_track(split_job, monkeypatch):
             raise OSError("the file store went away")
         return store(path, name)
 
-    monkeypatch.setattr(processing, "_store_output", fails_on_the_second)
+    monkeypatch.setattr(processing, "store_replacing", fails_on_the_second)
     with pytest.raises(OSError):
         conversion_convert(conversion_id=split_job.id)
     assert track_files_of(split_job.id) == []
