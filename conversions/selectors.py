@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from django.db.models import QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
-from notifications.selectors import delivered_at, notified_at
+from mp3converter.prepared import PreparedRead
+from notifications.selectors import notified_at
 
 from .models import Conversion, ResumableUpload, Track, UploadRecord
 
@@ -22,22 +23,25 @@ def conversion_list(*, user) -> QuerySet[Conversion]:
     )
 
 
+# The job-status poll's read, compiled once per connection (mp3converter/prepared.py): the user's job by its key, and
+# when its owner was told about this attempt, as the list reads it.
+_OWN_JOB = PreparedRead(
+    lambda owner_id, conversion_id: Conversion.objects.filter(owner_id=owner_id, pk=conversion_id)
+    .annotate(notified_at=notified_at())[:1],
+    owner_id=Conversion._meta.get_field("owner"),
+    conversion_id=Conversion._meta.pk,
+)
+
+
 def conversion_get(*, user, conversion_id) -> Conversion | None:
     """The user's job with this id, or None (also for ids that are not UUIDs)."""
     try:
         conversion_id = uuid.UUID(str(conversion_id))
     except ValueError:
         return None
-    # The job-status poll: one row by its key, with no ORDER BY and no subquery to compile; when its owner was told
-    # only for a finished job (no other has a delivery), its tracks only for a split job.
-    conversion = next(iter(Conversion.objects.filter(owner=user, pk=conversion_id)[:1]), None)
-    if conversion is not None:
-        conversion.notified_at = (
-            delivered_at(conversion_id=conversion.pk, attempt=conversion.attempt)
-            if conversion.status in Conversion.FINISHED else None
-        )
-        if conversion.is_split:
-            prefetch_related_objects([conversion], "tracks")
+    conversion = _OWN_JOB.first(owner_id=user.pk, conversion_id=conversion_id)
+    if conversion is not None and conversion.is_split:  # its tracks; any other job has none
+        prefetch_related_objects([conversion], "tracks")
     return conversion
 
 

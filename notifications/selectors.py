@@ -15,7 +15,3 @@ def notified_at() -> Subquery:
     """For annotating conversions: when the owner was first told about the job's current attempt (None: not yet)."""
     return Subquery(_deliveries_of(OuterRef("pk"), OuterRef("attempt"))[:1])
 
-
-def delivered_at(*, conversion_id, attempt: int):
-    """When the owner was first told about this attempt of one job (None: not yet): `notified_at` for one job."""
-    return next(iter(_deliveries_of(conversion_id, attempt)[:1]), None)

@@ -9,8 +9,6 @@ Input serializers of forms refuse fields they do not know (`KnownFieldsOnly`): a
 silently the default.
 """
 
-import copy
-
 from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
@@ -19,6 +17,7 @@ from rest_framework.fields import empty
 
 from mp3converter import outbound
 from mp3converter.errors import ErrorCode
+from mp3converter.serializers import FieldsBuiltOnce
 
 from .. import engine
 from ..engine import MP3
@@ -228,7 +227,7 @@ def _absolute(serializer: serializers.Serializer, path: str) -> str:
     return request.build_absolute_uri(path) if request is not None else path
 
 
-class TrackOutputSerializer(serializers.ModelSerializer):
+class TrackOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     """One chapter's MP3 of a split job."""
 
     download_url = serializers.SerializerMethodField()
@@ -243,7 +242,7 @@ class TrackOutputSerializer(serializers.ModelSerializer):
         return _absolute(self, reverse("conversion-track-download", args=[track.conversion_id, track.number]))
 
 
-class ConversionOutputSerializer(serializers.ModelSerializer):
+class ConversionOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
     tracks = TrackOutputSerializer(
@@ -277,14 +276,6 @@ class ConversionOutputSerializer(serializers.ModelSerializer):
             "notified_at",
         ]
         read_only_fields = fields
-
-    def get_fields(self):
-        # A ModelSerializer builds every field from the model for each instance, a third of a job-status GET's time:
-        # built once per process here, each instance gets its own copies (as declared fields always do).
-        cls = type(self)
-        if "_model_fields" not in cls.__dict__:
-            cls._model_fields = super().get_fields()
-        return copy.deepcopy(cls._model_fields)
 
     @extend_schema_field(ConversionErrorSerializer(allow_null=True))
     def get_error(self, conversion: Conversion) -> dict | None:

@@ -26,11 +26,11 @@ def test_the_status_poll_reads_only_what_a_job_can_have(user, django_assert_num_
     with django_assert_num_queries(1):  # a running job: its row, nothing more (no delivery, no tracks)
         job = conversion_get(user=user, conversion_id=running.pk)
         assert job.notified_at is None and job.track_list == []
-    with django_assert_num_queries(2):  # a finished one: and when its owner was told about this attempt
+    with django_assert_num_queries(1):  # a finished one: its row, and when its owner was told, in the same query
         job = conversion_get(user=user, conversion_id=done.pk)
         assert job.notified_at == told.delivered_at
         assert job.track_list == []
-    with django_assert_num_queries(3):  # a split one: and its tracks, in order
+    with django_assert_num_queries(2):  # a split one: and its tracks, in order
         job = conversion_get(user=user, conversion_id=split.pk)
         assert job.notified_at is None
         assert [track.number for track in job.track_list] == [1, 2] and job.tracks_total == 2
@@ -38,7 +38,7 @@ def test_the_status_poll_reads_only_what_a_job_can_have(user, django_assert_num_
 
 @pytest.mark.django_db
 def test_notified_at_is_the_same_one_job_at_a_time_as_in_the_list(user):
-    """The poll's own read of notified_at agrees with the list's subquery: the first delivery of this attempt."""
+    """The poll's read of notified_at agrees with the list's: the first delivery of this attempt."""
     job = ConversionFactory(owner=user, status=Conversion.Status.DONE, attempt=2)
     first, later = timezone.now() - timedelta(minutes=5), timezone.now()
     Delivery.objects.create(conversion=job, channel="email", attempt=1, state=Delivery.State.DELIVERED,
