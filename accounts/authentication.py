@@ -14,21 +14,21 @@ from .tokens import token_revoked
 class RevocableJWTAuthentication(JWTAuthentication):
     """SimpleJWT's authentication, refusing tokens older than the user's `tokens_valid_after` (a password change).
 
-    A deleted or deactivated user is refused with SimpleJWT's own answers.
+    A token of a deleted or deactivated user is refused too.
     """
 
     def get_user(self, validated_token):
-        # SimpleJWT's own checks and answers (the user id is the `id` claim, SimpleJWT's default), with the user read
-        # by a query compiled once (accounts.selectors): this runs on every request signed with a token.
+        # SimpleJWT's own checks (the user id is the `id` claim, SimpleJWT's default), with the user read by a query
+        # compiled once (accounts.selectors): this runs on every request signed with a token.
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as e:
             raise InvalidToken(_("Token contained no recognizable user identification")) from e
         user = user_by_id(user_id)
         if user is None:
-            raise AuthenticationFailed(_("User not found"), code="user_not_found")
+            raise AuthenticationFailed("The account this token belongs to no longer exists.")
         if not user.is_active:
-            raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
+            raise AuthenticationFailed("The account this token belongs to is disabled.")
         if token_revoked(validated_token, user):
             raise AuthenticationFailed("This token was revoked: sign in again.")
         return user

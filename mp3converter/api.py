@@ -32,9 +32,6 @@ def exception_handler(exc, context):
 
     error = as_service_error(exc)
     if error is None:
-        # Imported here: rest_framework.views reads the renderer setting, which names this module's renderer.
-        from rest_framework.views import exception_handler as drf_exception_handler
-
         return drf_exception_handler(exc, context)
     if fields := error.field_errors():
         # Reads like any other field error: {"audio_track": ["This file has 1 audio track: ..."]}.
