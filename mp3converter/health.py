@@ -59,7 +59,7 @@ class ProbeMiddleware:
 
     Kubernetes' kubelet calls `http://<pod IP>:8000/healthz`: that Host header is not in ALLOWED_HOSTS (which names the
     public host), and the request is plain HTTP. Both are right for every other path, so the probe paths are answered
-    here, first in MIDDLEWARE, and nothing else is exempted.
+    here, ahead of every middleware that checks (only the request id's comes first), and nothing else is exempted.
     """
 
     def __init__(self, get_response):
