@@ -1,13 +1,16 @@
 """Every log line about a job carries its id, and the request's and user's that queued it, in the web process and in
 the workers."""
 
+import json
 import logging
+import uuid
 
 import pytest
 
 from mp3converter import joblog
 from mp3converter.joblog import ContextFilter, job_context
 from tests.conversions.api.helpers import upload, wait_finished
+from tests.fixtures.workers import purge_queues, start_worker, stop_worker
 from tests.utils import wait_for
 
 
@@ -94,3 +97,76 @@ def test_worker_lines_about_a_job_carry_its_id(live_workers, api_client, user, m
 
     lines = wait_for(lines_about_the_job, timeout=30, message="the workers' log lines about the job")
     assert all(f"request={request_id} user={user.pk} job={job['id']}" in line for line in lines)
+
+
+@pytest.fixture
+def json_log_workers(live_workers, tmp_path):
+    """The session's convert and notify workers swapped, for this test, for ones that write JSON lines; the session's
+    come back afterwards."""
+    roles = ("convert-worker", "notify-worker")
+    session = {role: live_workers[role] for role in roles}
+    for worker in session.values():
+        stop_worker(worker)
+    started = {}
+    try:
+        for role in roles:
+            tmpdir = tmp_path / f"tmp-{role}"
+            tmpdir.mkdir()
+            # The suite runs as root, which Celery warns about on stderr before logging is set up (a pod runs as a
+            # user): that warning is the one line not written through logging.
+            started[role] = start_worker(
+                role, tmp_path, TMPDIR=str(tmpdir), LOG_FORMAT="json", PYTHONWARNINGS="ignore::UserWarning"
+            )
+        yield started
+    finally:
+        for worker in started.values():
+            stop_worker(worker)
+        purge_queues()  # messages a failed test left in flight must not reach the next test's workers
+        for role, worker in session.items():
+            live_workers[role] = start_worker(role, worker.ready_file.parent, TMPDIR=str(worker.tmpdir))
+
+
+def json_lines(worker) -> list[dict]:
+    lines = []
+    for line in worker.log().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"{worker.role} wrote a line that is not JSON: {line!r}")
+    return lines
+
+
+@pytest.mark.e2e
+def test_a_requests_ids_reach_the_json_lines_of_its_tasks_in_the_workers(json_log_workers, api_client, user, media):
+    request_id = f"e2e-{uuid.uuid4().hex[:12]}"
+    with open(media("mp4_aac"), "rb") as source:
+        response = api_client.post(
+            "/api/conversions/", {"file": source}, format="multipart", HTTP_X_REQUEST_ID=request_id
+        )
+    assert response.status_code == 202, response.content
+    assert response["X-Request-ID"] == request_id
+    job_id = response.json()["id"]
+    assert wait_finished(api_client, job_id)["status"] == "done"
+
+    def about_the_job() -> dict[str, list[dict]] | None:
+        found = {
+            role: [line for line in json_lines(worker) if line.get("job_id") == job_id]
+            for role, worker in json_log_workers.items()
+        }
+        convert_done = any(": done" in line["message"] for line in found["convert-worker"])
+        notified = any("owner notified" in line["message"] for line in found["notify-worker"])
+        return found if convert_done and notified else None
+
+    found = wait_for(about_the_job, timeout=30, message="the workers' JSON lines about the job")
+    for role, lines in found.items():
+        for line in lines:
+            # The convert step was queued by the request; the notify step by the convert worker, and the delivery by
+            # the notify worker: the ids went along each time.
+            assert (line.get("request_id"), line.get("user_id")) == (request_id, str(user.pk)), (role, line)
+            assert {"timestamp", "level", "logger", "message"} <= set(line), line
+            assert line["timestamp"].endswith("Z")
+    # Celery's own line about the task's end is written while the ids apply too.
+    assert any(
+        line["logger"] == "celery.app.trace" and line.get("request_id") == request_id
+        for line in json_lines(json_log_workers["notify-worker"])
+    )
