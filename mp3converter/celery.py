@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 from celery import Celery, bootsteps
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready, worker_shutdown
+
+from . import joblog
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mp3converter.settings")
 
@@ -101,3 +103,24 @@ def _write_ready_file(**kwargs):
 def _remove_ready_file(**kwargs):
     if _setting("worker_ready_file"):
         Path(_setting("worker_ready_file")).unlink(missing_ok=True)
+
+
+# A task's log lines carry the request and user ids of the web request that queued it (mp3converter/joblog.py): they
+# travel in the message's headers, and so on down the chain, since a worker's context is restored while it publishes.
+@before_task_publish.connect
+def _send_log_context(headers=None, **kwargs):
+    if headers is not None:
+        headers.update(joblog.outgoing_headers())
+
+
+@task_prerun.connect
+def _restore_log_context(task, **kwargs):
+    # Task.apply() runs in the caller's process, in the caller's context: that stays.
+    if not task.request.is_eager:
+        joblog.task_begin(task.request)
+
+
+@task_postrun.connect
+def _clear_log_context(task, **kwargs):
+    if not task.request.is_eager:
+        joblog.task_end()

@@ -246,3 +246,38 @@ def test_download_links_work_for_a_week_unless_configured(tmp_path):
     result = run(["manage.py", "check"], production_env(tmp_path, DOWNLOAD_LINK_DAYS="0"))
     assert result.returncode != 0
     assert "ImproperlyConfigured: DOWNLOAD_LINK_DAYS must be at least 1" in result.stderr
+
+
+LOG_A_LINE = ["manage.py", "shell", "-c", "import logging; logging.getLogger('mp3converter.probe').warning('hello')"]
+
+
+def test_log_lines_are_text_for_people_by_default(tmp_path):
+    result = run(LOG_A_LINE, production_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert " level=WARNING logger=mp3converter.probe request=- user=- job=- pid=" in result.stderr
+    assert result.stderr.rstrip().endswith(" hello")
+
+
+def test_log_format_json_makes_a_manage_py_commands_lines_json(tmp_path):
+    result = run(LOG_A_LINE, production_env(tmp_path, LOG_FORMAT="json"))
+    assert result.returncode == 0, result.stderr
+    [line] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert (line["level"], line["logger"], line["message"]) == ("WARNING", "mp3converter.probe", "hello")
+
+
+def test_the_migrate_role_writes_only_json_lines_with_log_format_json(tmp_path):
+    # manage.py migrate prints its progress as plain text, not through logging: the role runs it quietly.
+    env = production_env(tmp_path, LOG_FORMAT="json", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    result = subprocess.run([str(ROOT / "docker" / "bin" / "migrate")], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in (result.stdout + result.stderr).splitlines():
+        json.loads(line)
+    text = run(["manage.py", "migrate", "--noinput"], production_env(tmp_path))
+    assert "No migrations to apply." in text.stdout  # the database was migrated, quietly
+
+
+def test_an_unknown_log_format_is_refused(tmp_path):
+    result = run(["manage.py", "check"], production_env(tmp_path, LOG_FORMAT="yaml"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: LOG_FORMAT must be one of text, json, not 'yaml'." in result.stderr

@@ -6,4 +6,5 @@ Production differs from a local run only by environment variables (see README, "
 from .base import *  # noqa: F401,F403
 from .celery import *  # noqa: F401,F403
 from .email import *  # noqa: F401,F403
+from .logs import *  # noqa: F401,F403
 from .storage import *  # noqa: F401,F403

@@ -67,8 +67,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Probes first: the kubelet calls them by pod IP over plain HTTP (see mp3converter/health.py).
+    # Probes first: the kubelet calls them by pod IP over plain HTTP (see mp3converter/health.py), and they log nothing.
     "mp3converter.health.ProbeMiddleware",
+    # Every other request gets its id before anything logs: in the answer's X-Request-ID and on each line logged for it.
+    "mp3converter.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every answer (CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
@@ -161,18 +163,6 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
 # The throttle counts live here, shared by every process and pod: the database by default (its table is made by
 # `migrate`, accounts/migrations/0003), or e.g. CACHE_URL=redis://host:6379/0.
 CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://django_cache")}
-
-# key=value lines; every line logged while a job is being handled carries `job=<id>` (mp3converter/joblog.py).
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"job": {"()": "mp3converter.joblog.JobFilter"}},
-    "formatters": {
-        "plain": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s job=%(job)s pid=%(process)d %(message)s"}
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["job"]}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
 
 # --- Uploads -------------------------------------------------------------------------------------------------
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=2048)
