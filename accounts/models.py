@@ -1,7 +1,11 @@
-"""Users sign in with their email address; `is_staff` makes a user an admin."""
+"""Users sign in with their email address; `is_staff` makes a user an admin. Each may hold personal API keys."""
+
+import uuid
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
+
+from .apikeys import key_display
 
 
 class UserManager(BaseUserManager):
@@ -67,3 +71,33 @@ class User(AbstractUser):
         super().clean()
         # Forms (the admin's included) store the address lower-cased too, so uniqueness and sign-in ignore case.
         self.email = self.email.lower()
+
+
+class ApiKey(models.Model):
+    """A personal API key: `Authorization: Bearer mp3k_…` works wherever a JWT does (accounts/apikeys.py).
+
+    Only the lookup and the secret's hash are kept. A revoked key keeps its row, so using it is answered with
+    "revoked" rather than "not valid"; it is no longer listed to its owner.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    lookup = models.CharField(max_length=12, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Written at most about once a minute per key (accounts/services.py: api_key_touch), not on every request.
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="api_key_user_created")]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def prefix(self) -> str:
+        return key_display(self.lookup)

@@ -6,7 +6,7 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings
 
-from .models import User
+from .models import ApiKey, User
 from .tokens import RefreshToken, token_revoked
 
 
@@ -126,3 +126,39 @@ class MeOutputSerializer(UserOutputSerializer):
     @extend_schema_field(UsageOutputSerializer)
     def get_usage(self, user):
         return UsageOutputSerializer(self.context["usage"]).data
+
+
+class ApiKeyCreateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        max_length=100, help_text="What the key is for, to tell it from others: e.g. the script or machine using it."
+    )
+
+
+class ApiKeyOutputSerializer(serializers.ModelSerializer):
+    """A key as its owner sees it after it was made: never the secret."""
+
+    prefix = serializers.CharField(
+        read_only=True, help_text="The key's first characters (mp3k_ and its lookup), to tell keys apart."
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "created_at", "last_used_at"]
+        read_only_fields = fields
+        extra_kwargs = {"last_used_at": {"help_text": "When the key was last used (to about a minute); null: never."}}
+
+
+class ApiKeyCreatedOutputSerializer(ApiKeyOutputSerializer):
+    """A key just made, with the key itself: the only answer that ever carries it."""
+
+    # The key comes in the context: only its hash is stored.
+    key = serializers.SerializerMethodField(
+        help_text="The key: shown only in this answer, so keep it now. Send it as `Authorization: Bearer <key>`."
+    )
+
+    class Meta(ApiKeyOutputSerializer.Meta):
+        fields = [*ApiKeyOutputSerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+    def get_key(self, api_key) -> str:
+        return self.context["key"]

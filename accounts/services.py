@@ -1,13 +1,17 @@
 """Writes for accounts."""
 
+from datetime import timedelta
+
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from .models import User
+from .apikeys import key_make
+from .models import ApiKey, User
 from .verification import account_email_queue
 
 
@@ -76,3 +80,43 @@ def user_revoke_refresh_tokens(*, user: User) -> int:
         [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
     )
     return len(created)
+
+
+# --- Personal API keys ---------------------------------------------------------------------------------------------
+# A key's last use is recorded this coarsely: a client polling with it costs no write per request.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+def api_key_create(*, user: User, name: str) -> tuple[ApiKey, str]:
+    """A new key for `user`, and the key itself: returned this once, never stored (only its secret's hash is).
+
+    The lookup is 48 random bits: two keys drawing the same one is vanishingly unlikely, and its unique index would
+    refuse the second rather than mix them up.
+    """
+    made = key_make()
+    api_key = ApiKey.objects.create(user=user, name=name, lookup=made.lookup, secret_hash=made.secret_hash)
+    return api_key, made.key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> bool:
+    """Stop the key working from now on; False if it was revoked already."""
+    now = timezone.now()
+    revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    if revoked:
+        api_key.revoked_at = now
+    return bool(revoked)
+
+
+def api_key_touch(*, api_key: ApiKey) -> bool:
+    """Record that the key was just used, unless that was recorded less than LAST_USED_GRANULARITY ago.
+
+    A conditional update: requests arriving together write once between them.
+    """
+    now = timezone.now()
+    if api_key.last_used_at is not None and api_key.last_used_at > now - LAST_USED_GRANULARITY:
+        return False
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_GRANULARITY)
+    if ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now):
+        api_key.last_used_at = now
+        return True
+    return False

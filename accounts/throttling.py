@@ -17,6 +17,9 @@ How the pieces fit:
   answer 429 (`SignInThrottleMiddleware`).
 - The API views ask `sign_in_wait` before they authenticate and raise DRF's `Throttled` (the classic API turns it
   into its plain-text 429).
+- A personal API key is a credential too (`accounts.authentication.api_key_sign_in`): a key that fails counts
+  against the client address (a key names no account until it matches), and past the limit every key from that
+  address answers 429, the right one included.
 """
 
 import hashlib

@@ -1,6 +1,8 @@
 from django.urls import path
 
 from .views import (
+    ApiKeyDetailView,
+    ApiKeyListCreateView,
     LogoutView,
     MeView,
     PasswordChangeView,
@@ -20,4 +22,6 @@ urlpatterns = [
     path("logout/", LogoutView.as_view(), name="logout"),
     path("password/", PasswordChangeView.as_view(), name="password-change"),
     path("me/", MeView.as_view(), name="me"),
+    path("keys/", ApiKeyListCreateView.as_view(), name="api-key-list"),
+    path("keys/<str:key_id>/", ApiKeyDetailView.as_view(), name="api-key-detail"),
 ]

@@ -1,8 +1,10 @@
-"""Registration, email verification, tokens (sign-in, refresh, logout), the password and the signed-in user."""
+"""Registration, email verification, tokens (sign-in, refresh, logout), the password, the signed-in user and their
+personal API keys."""
 
 import jwt
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
+from django.http import Http404
 from django.shortcuts import render
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -18,8 +20,11 @@ from conversions.services import NO_LIMITS, quota_limits
 from mp3converter.errors import PermissionDenied
 
 from .models import User
-from .selectors import user_authenticate
+from .selectors import api_key_get, api_key_list, user_authenticate
 from .serializers import (
+    ApiKeyCreatedOutputSerializer,
+    ApiKeyCreateInputSerializer,
+    ApiKeyOutputSerializer,
     MeOutputSerializer,
     PasswordChangeInputSerializer,
     RefreshInputSerializer,
@@ -29,7 +34,14 @@ from .serializers import (
     TokenPairSerializer,
     TokenRefreshInputSerializer,
 )
-from .services import user_change_password, user_register, user_send_verification, user_verify_email
+from .services import (
+    api_key_create,
+    api_key_revoke,
+    user_change_password,
+    user_register,
+    user_send_verification,
+    user_verify_email,
+)
 from .throttling import (
     RETRY_AFTER_ATTRIBUTE,
     ClientAddressRateThrottle,
@@ -233,3 +245,52 @@ class MeView(APIView):
         limits = quota_limits(user=request.user)
         context = {"limits": None if limits == NO_LIMITS else limits, "usage": conversion_usage(user=request.user)}
         return Response(MeOutputSerializer(request.user, context=context).data)
+
+
+NOT_SIGNED_IN = OpenApiResponse(description="Not signed in, or the credential was refused.")
+
+
+class ApiKeyListCreateView(APIView):
+    name = "API keys"
+
+    @extend_schema(responses={200: ApiKeyOutputSerializer(many=True), 401: NOT_SIGNED_IN})
+    def get(self, request):
+        """Your working API keys, newest first: never the keys themselves."""
+        return Response(ApiKeyOutputSerializer(api_key_list(user=request.user), many=True).data)
+
+    @extend_schema(
+        request=ApiKeyCreateInputSerializer,
+        responses={
+            201: ApiKeyCreatedOutputSerializer,
+            400: OpenApiResponse(description="No name, or one longer than 100 characters."),
+            401: NOT_SIGNED_IN,
+            415: OpenApiResponse(description="The body is not JSON or form data."),
+        },
+    )
+    def post(self, request):
+        """Make an API key. The answer carries the key, `mp3k_…`, this once: only a hash of it is kept."""
+        serializer = ApiKeyCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key, key = api_key_create(user=request.user, name=serializer.validated_data["name"])
+        body = ApiKeyCreatedOutputSerializer(api_key, context={"key": key}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailView(APIView):
+    name = "API key"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("key_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The key's id.")],
+        responses={
+            204: None,
+            401: NOT_SIGNED_IN,
+            404: OpenApiResponse(description="None of your working keys has this id (another user's included)."),
+        }
+    )
+    def delete(self, request, key_id):
+        """Revoke an API key: from now on it answers 401 (code api_key_revoked)."""
+        api_key = api_key_get(user=request.user, key_id=key_id)
+        if api_key is None:
+            raise Http404("No API key with this id.")
+        api_key_revoke(api_key=api_key)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -42,6 +42,9 @@ class ErrorCode(StrEnum):
     LINK_REVOKED = "link_revoked", HTTPStatus.GONE
     LINK_REPLACED = "link_replaced", HTTPStatus.GONE
     LINK_DELETED = "link_deleted", HTTPStatus.GONE
+    # Personal API keys (accounts/apikeys.py)
+    API_KEY_INVALID = "api_key_invalid", HTTPStatus.UNAUTHORIZED
+    API_KEY_REVOKED = "api_key_revoked", HTTPStatus.UNAUTHORIZED
     # Resumable (tus) uploads (conversions/api/tus.py, conversions/services/resumable.py); 460 is tus's own status
     UNSUPPORTED_VERSION = "unsupported_version", HTTPStatus.PRECONDITION_FAILED
     UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type", HTTPStatus.UNSUPPORTED_MEDIA_TYPE

@@ -82,3 +82,12 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name=None):
         path = reverse("account:password-reset-confirm", args=[context["uid"], context["token"]])
         account_email_queue(user=context["user"], kind="password_reset", context={"path": path})
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=100,
+        help_text=_("What the key is for, to tell it from others: e.g. the script or the machine that uses it."),
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )

@@ -1,5 +1,5 @@
 """The account pages: sign up, sign in and out, the password (change and reset by email) and the account with its
-usage. Django's auth views do the work; the forms write through the accounts services."""
+usage and its API keys. Django's auth views do the work; the forms write through the accounts services."""
 
 from types import SimpleNamespace
 
@@ -7,9 +7,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from rest_framework.parsers import FormParser
@@ -18,9 +19,10 @@ from rest_framework.request import Request
 from conversions.selectors import conversion_usage
 from conversions.services import quota_limits
 
-from ..services import user_register, user_send_verification
+from ..selectors import api_key_get, api_key_list
+from ..services import api_key_create, api_key_revoke, user_register, user_send_verification
 from ..throttling import ClientAddressRateThrottle, RegisterAddressThrottle
-from .forms import PasswordChangeForm, PasswordResetForm, SetPasswordForm, SignInForm, SignUpForm
+from .forms import ApiKeyForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm, SignInForm, SignUpForm
 
 MB = 1024 * 1024
 
@@ -103,8 +105,7 @@ def _meter(used: int, limit: int | None) -> dict:
     return {"used": used, "limit": limit, "percent": None if not limit else min(100, round(100 * used / limit))}
 
 
-@login_required
-def account(request):
+def _account_page(request, *, key_form: ApiKeyForm | None = None, new_key=None, new_key_value: str = ""):
     usage = conversion_usage(user=request.user)
     limits = quota_limits(user=request.user)
     context = {
@@ -113,8 +114,43 @@ def account(request):
         "uploads": _meter(usage.uploads_last_hour, limits.uploads_per_hour),
         "storage": _meter(usage.storage_bytes, limits.storage_bytes),
         "require_verification": settings.REQUIRE_EMAIL_VERIFICATION,
+        "api_keys": api_key_list(user=request.user),
+        "key_form": key_form or ApiKeyForm(),
+        "new_key": new_key,
+        "new_key_value": new_key_value,
     }
     return TemplateResponse(request, "accounts/account.html", context)
+
+
+@login_required
+def account(request):
+    return _account_page(request)
+
+
+@login_required
+@require_POST
+def api_key_create_page(request):
+    """Make a key and show it on the account page, in this answer only.
+
+    Rendered rather than redirected to the account page: a redirect would have to carry the key through the session
+    or a cookie, and the key must live nowhere but in this one answer (which is never cached: no-store).
+    """
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _account_page(request, key_form=form)
+    api_key, key = api_key_create(user=request.user, name=form.cleaned_data["name"])
+    return _account_page(request, new_key=api_key, new_key_value=key)
+
+
+@login_required
+@require_POST
+def api_key_revoke_page(request, key_id):
+    api_key = api_key_get(user=request.user, key_id=key_id)
+    if api_key is None:
+        raise Http404(_("No API key with this id."))
+    api_key_revoke(api_key=api_key)
+    messages.success(request, _("The key “%(name)s” is revoked: it no longer works.") % {"name": api_key.name})
+    return redirect(reverse("account:home") + "#api-keys")
 
 
 @login_required

@@ -5,7 +5,9 @@
                              (or a `source_url` form field instead of the file: imported from that URL)
     GET  /download?fid=<id>  Bearer JWT                    -> 200 audio/mpeg
 
-Its bodies and statuses are a contract: `ClassicView.handle_exception` is its one error handler.
+Its bodies and statuses are a contract: `ClassicView.handle_exception` is its one error handler. A personal API key
+(`Bearer mp3k_…`) works in place of the JWT; keys are newer than the contract, so a refused one is answered as
+everywhere else: 401 with the sentence that says why.
 """
 
 import base64
@@ -23,7 +25,8 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
-from accounts.authentication import RevocableJWTAuthentication
+from accounts.apikeys import is_api_key
+from accounts.authentication import RevocableJWTAuthentication, api_key_sign_in
 from accounts.selectors import user_authenticate
 from accounts.throttling import RETRY_AFTER_ATTRIBUTE, sign_in_wait
 from accounts.tokens import AccessToken
@@ -54,7 +57,10 @@ def plain(description: str) -> OpenApiResponse:
 
 
 BEARER_REFUSED = {
-    (401, "text/plain"): plain("missing credentials (no token) | not authorized (CLASSIC_API_STAFF_ONLY)"),
+    (401, "text/plain"): plain(
+        "missing credentials (no token) | not authorized (CLASSIC_API_STAFF_ONLY) | an API key that is not valid, was "
+        "revoked, or whose account is disabled: a sentence that says which"
+    ),
     (403, "text/plain"): plain("not authorized: a bad, expired or foreign token, or an inactive or deleted user"),
 }
 
@@ -87,18 +93,26 @@ class ClassicView(APIView):
         return super().handle_exception(exc)
 
     def bearer_user(self, request):
-        """The user behind the Bearer token, with the classic API's exact statuses and bodies."""
+        """The user behind the Bearer token (a JWT or an API key), with the classic API's exact statuses and bodies."""
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             raise NotAuthenticated("missing credentials")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise PermissionDenied("not authorized")
+        if is_api_key(token.strip()):
+            # Counted against the address's sign-in limit; a refused key raises its own 401, a throttled one 429.
+            return self.allowed(api_key_sign_in(request, token.strip()).user)
         authenticator = RevocableJWTAuthentication()  # a token a password change revoked is refused too
         try:
             user = authenticator.get_user(authenticator.get_validated_token(token.strip().encode()))
         except (InvalidToken, AuthenticationFailed, TokenError):
             raise PermissionDenied("not authorized") from None
+        return self.allowed(user)
+
+    @staticmethod
+    def allowed(user):
+        """The user, unless the classic API refuses them: inactive, or not staff under CLASSIC_API_STAFF_ONLY."""
         if not user.is_active:
             raise PermissionDenied("not authorized")
         if settings.CLASSIC_API_STAFF_ONLY and not user.is_staff:
@@ -171,7 +185,8 @@ class ClassicUploadView(ClassicView):
                 "many."
             ),
             (429, "text/plain"): plain(
-                "Too many conversions queued or running, or too many uploads in the last hour (see Retry-After)."
+                "Too many conversions queued or running, or too many uploads in the last hour (see Retry-After) | "
+                "too many attempts, try again in N seconds (failed API keys from this address)"
             ),
             (503, "text/plain"): plain("The conversion queue, database or file storage is unavailable; nothing was kept."),
         },
@@ -224,6 +239,7 @@ class ClassicDownloadView(ClassicView):
             (400, "text/plain"): plain("fid is required"),
             **BEARER_REFUSED,
             (404, "text/plain"): plain("not found: no such job, or another user's"),
+            (429, "text/plain"): plain("too many attempts, try again in N seconds (failed API keys from this address)"),
             (409, "text/plain"): plain("The MP3 is not ready: the conversion is <status>."),
             (416, "text/plain"): plain("The Range lies outside the file."),
         },

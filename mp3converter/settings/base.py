@@ -237,6 +237,8 @@ QUOTA_STORAGE_MB = _limit("QUOTA_STORAGE_MB", 10240)  # stored sources and MP3s 
 # --- REST API ------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Personal API keys (Bearer mp3k_…); first, since the JWT class would refuse one as a malformed token.
+        "accounts.authentication.ApiKeyAuthentication",
         # SimpleJWT's, refusing tokens a password change revoked.
         "accounts.authentication.RevocableJWTAuthentication",
         # Lets a signed-in admin use the browsable API.

@@ -1,4 +1,5 @@
-"""Every door that takes a password counts failed attempts per account and per client address, in the shared cache.
+"""Every door that takes a password counts failed attempts per account and per client address, in the shared cache;
+failed API keys count per client address.
 
 THROTTLE_LOGIN is 3/min here: three failures, then 429 with Retry-After, even to the right password. The client
 address comes from TRUSTED_PROXY_COUNT: a rotated X-Forwarded-For never resets a count.
@@ -21,10 +22,12 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.models import User
+from accounts.models import ApiKey, User
+from accounts.services import api_key_revoke
 from accounts.throttling import record_failure, sign_in_wait
 from accounts.tokens import RefreshToken
 from tests.factories import PASSWORD, UserFactory
+from tests.fixtures.users import api_key_of
 from tests.fixtures.workers import _test_database_url
 from tests.utils import free_port, terminate, wait_for
 
@@ -168,6 +171,64 @@ def test_registration_is_throttled_per_address_and_per_email_address(settings):
     settings.TRUSTED_PROXY_COUNT = 1
     assert [register("same@example.com", f"203.0.113.{n}").status_code for n in range(LIMIT)] == [201] * LIMIT
     assert register("same@example.com", "203.0.113.9").status_code == 429
+
+
+# --- API keys: failed keys count per address, like every credential ----------------------------------------------
+def with_key(client, key, method="get", url="/api/conversions/", **headers):
+    return getattr(client, method)(url, HTTP_AUTHORIZATION=f"Bearer {key}", **headers)
+
+
+def wrong_key(n: int) -> str:
+    return f"mp3k_{n:012x}_{'A' * 43}"
+
+
+@pytest.mark.django_db
+def test_failed_api_keys_count_and_then_even_a_good_key_waits(user, api_key):
+    client = APIClient()
+    statuses = [with_key(client, wrong_key(n), HTTP_X_FORWARDED_FOR=f"198.51.100.{n}").status_code
+                for n in range(LIMIT)]
+    assert statuses == [401] * LIMIT
+    assert_throttled(with_key(client, api_key, HTTP_X_FORWARDED_FOR="198.51.100.250"), "token")
+    classic = client.get("/download", {"fid": "any"}, HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    assert_throttled(classic, "classic-login")
+
+
+@pytest.mark.django_db
+def test_a_revoked_key_counts_as_a_failure_on_the_classic_api_too(user):
+    revoked = api_key_of(user, "revoked")
+    api_key_revoke(api_key=ApiKey.objects.get(user=user))
+    client = APIClient()
+    assert [client.get("/download", {"fid": "any"}, HTTP_AUTHORIZATION=f"Bearer {revoked}").status_code
+            for _ in range(LIMIT)] == [401] * LIMIT
+    assert_throttled(with_key(client, api_key_of(user, "new")), "token")
+
+
+@pytest.mark.django_db
+def test_failed_keys_and_failed_passwords_share_the_addresss_count(user, api_key):
+    client = APIClient()
+    assert with_key(client, wrong_key(1)).status_code == 401
+    assert DOORS["token"][0](client, user.email, "wrong").status_code == 401
+    assert with_key(client, wrong_key(2)).status_code == 401
+    assert_throttled(DOORS["token"][0](client, user.email, PASSWORD), "token")
+    assert_throttled(with_key(client, api_key), "token")
+
+
+@pytest.mark.django_db
+def test_a_working_key_does_not_count(user, api_key):
+    client = APIClient()
+    assert [with_key(client, api_key).status_code for _ in range(LIMIT + 2)] == [200] * (LIMIT + 2)
+    assert sign_in_wait(None, None) is None
+
+
+@pytest.mark.django_db
+def test_keys_are_counted_per_client_address_behind_the_trusted_proxy(settings, user, api_key):
+    settings.TRUSTED_PROXY_COUNT = 1
+    client = APIClient()
+    for n in range(LIMIT):
+        assert with_key(client, wrong_key(n), HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 401
+    assert_throttled(with_key(client, api_key, HTTP_X_FORWARDED_FOR="203.0.113.7"), "token")
+    # A key names no account until it matches: the owner, from another address, is not held up.
+    assert with_key(client, api_key, HTTP_X_FORWARDED_FOR="203.0.113.8").status_code == 200
 
 
 # --- one counter for every process ---------------------------------------------------------------------------------

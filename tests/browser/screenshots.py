@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from accounts.services import api_key_create
 from tests.browser.conftest import DESKTOP, PHONE, ROOT
 from tests.browser.helpers import expect_browser_error, force_sign_in
 from tests.conversions.api.helpers import upload, wait_finished
@@ -49,6 +50,13 @@ def signed_in_with_conversions(app, media) -> Scene:
     return Scene(user=user, fields={"conversion": ids[0]})
 
 
+def signed_in_with_conversions_and_a_key(app, media) -> Scene:
+    """The same person with an API key, which the account page lists."""
+    scene = signed_in_with_conversions(app, media)
+    api_key_create(user=scene.user, name="Home server backup")
+    return scene
+
+
 class Shot(NamedTuple):
     name: str  # docs/screenshots/<name>-desktop.png and <name>-phone.png
     path: str  # may name the scene's fields: /conversions/{conversion}/
@@ -63,7 +71,7 @@ PAGES = [
     Shot("convert", "/", signed_in_with_conversions),
     Shot("conversions", "/conversions/", signed_in_with_conversions),
     Shot("conversion", "/conversions/{conversion}/", signed_in_with_conversions),
-    Shot("account", "/account/", signed_in_with_conversions),
+    Shot("account", "/account/", signed_in_with_conversions_and_a_key),
     Shot("api-docs", "/api/docs/"),
     Shot("admin-login", "/admin/login/"),
 ]

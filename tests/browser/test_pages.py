@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError, expect
 
 from accounts.models import User
+from accounts.services import api_key_create
 from conversions.models import Conversion
 from tests.browser.helpers import assert_accessible, expect_browser_error, force_sign_in, mail_link, sign_in
 from tests.conversions.api.helpers import upload, wait_finished
@@ -247,6 +248,7 @@ def person(db, media):
     done = DoneConversionFactory(owner=user, original_filename="holiday.mp4", mp3_data=media("mp3").read_bytes())
     failed = ConversionFactory(owner=user, status="failed", error_code="corrupt_media",
                                error_message="The file is damaged: its audio could not be decoded.")
+    api_key_create(user=user, name="home server backup script")  # the account page lists it
     yield user, done, failed
     done.mp3.storage.delete(done.mp3.name)
 

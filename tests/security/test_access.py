@@ -1,5 +1,6 @@
 """Who may call what: every endpoint against missing and bad credentials, another user's jobs, the admin, the docs.
-Flower's exposure has its own file, tests/security/test_flower.py. Sign-in throttling on every door has its own file, tests/accounts/test_throttling.py.
+Flower's exposure has its own file, tests/security/test_flower.py; bad API keys, tests/security/test_access_keys.py.
+Sign-in throttling on every door has its own file, tests/accounts/test_throttling.py.
 
 No worker is needed: jobs are rows made directly in the database with real files in storage, and nothing here
 queues work (refused requests never reach the services; on_commit callbacks do not run under the `db` fixture).
@@ -160,6 +161,9 @@ def native_requests(job_id) -> list[tuple[str, str]]:
         ("get", "/api/auth/me/"),
         ("post", "/api/auth/password/"),
         ("post", "/api/auth/verify/resend/"),
+        ("get", "/api/auth/keys/"),
+        ("post", "/api/auth/keys/"),
+        ("delete", f"/api/auth/keys/{job_id}/"),
     ]
 
 

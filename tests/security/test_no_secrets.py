@@ -9,6 +9,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from accounts.apikeys import key_make
+
 ROOT = Path(__file__).resolve().parents[2]
 
 TOKEN_FORMATS = {
@@ -19,6 +21,8 @@ TOKEN_FORMATS = {
     "Google API key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
     "Stripe live key": re.compile(r"\b[sr]k_live_[0-9A-Za-z]{16,}"),
     "JSON Web Token": re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+    # This service's own personal API keys (accounts/apikeys.py).
+    "mp3converter API key": re.compile(r"\bmp3k_[0-9a-f]{12}_[A-Za-z0-9_-]{43}"),
 }
 # scheme://user:password@host
 URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://([^\s/:@'\"]+):([^\s@'\"]+)@([^\s/:'\"]+)")
@@ -101,6 +105,7 @@ def test_the_scan_finds_secrets_of_each_kind():
         "assignment": f"DJANGO_SECRET_KEY={random_text(mixed, 50)}",
         "yaml": f"  MYSQL_ROOT_PASSWORD: {random_text(mixed, 24)}",
         "pem": "-----BEGIN RSA " + "PRIVATE KEY-----",  # split, so this file does not match itself
+        "api key": f"curl -H 'Authorization: Bearer {key_make().key}'",
     }
     for kind, sample in samples.items():
         assert findings(sample), kind

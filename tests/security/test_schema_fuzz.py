@@ -3,7 +3,8 @@
 content type are ones the schema documents, and its body matches the documented schema.
 
 No operation deletes anything account-like (there is no such endpoint); DELETE /api/conversions/{id}/ only ever
-reaches the signed-in user's own test jobs. Nothing is queued: under the `db` fixture on_commit callbacks never run.
+reaches the signed-in user's own test jobs, and DELETE /api/auth/keys/{id}/ only their own keys (the fuzzer signs in
+with a JWT, so revoking a key it made locks nothing out). Nothing is queued: under the `db` fixture on_commit callbacks never run.
 """
 
 import zlib

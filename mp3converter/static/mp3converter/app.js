@@ -1,6 +1,7 @@
 // mp3converter's pages, enhanced: uploads with a progress bar per file (drop or pick; large files by tus, resumable),
 // live job status by polling each running job's JSON (the browser's cache sends If-None-Match and the server answers 304 while nothing
-// changed), and a confirmation before deleting. Without this script every page still works by reloading.
+// changed), a confirmation before deleting, and a button that copies a new API key. Without this script every page still works by
+// reloading (and the key can be selected and copied by hand).
 "use strict";
 
 (function () {
@@ -286,9 +287,33 @@
     });
   }
 
+  // A [data-copy] button copies the value of the field it names, and says so in its aria-describedby status.
+  function setUpCopyButtons() {
+    $$("[data-copy]").forEach(function (button) {
+      const source = document.getElementById(button.dataset.copy);
+      const said = document.getElementById(button.getAttribute("aria-describedby"));
+      if (!source || !said) return;
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        // The Clipboard API needs a secure context (HTTPS or the loopback address); elsewhere, the older command.
+        const copied = navigator.clipboard && window.isSecureContext
+          ? navigator.clipboard.writeText(source.value)
+          : new Promise(function (resolve, reject) {
+            source.select();
+            if (document.execCommand("copy")) resolve(); else reject(new Error("copy refused"));
+          });
+        copied.then(
+          function () { said.textContent = button.dataset.copied; },
+          function () { source.select(); said.textContent = button.dataset.copyFailed; }
+        );
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     readLabels();
     setUpConfirmations();
+    setUpCopyButtons();
     setUpConvertForm();
     $$("[data-job-url]").forEach(watch);
   });

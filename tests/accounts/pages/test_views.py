@@ -11,7 +11,9 @@ from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.models import User
+from accounts.apikeys import key_parse
+from accounts.models import ApiKey, User
+from accounts.services import api_key_create
 from tests.accounts.test_registration import body_of, caught, first_message, link_in  # noqa: F401 (fixture)
 from tests.factories import PASSWORD, UserFactory
 
@@ -200,3 +202,69 @@ def test_password_reset_for_an_unknown_address_answers_the_same_and_sends_nothin
     caught(mailbox, "somebody@example.com")  # sent after the first: had the first been sent, it would be here too
     with mailbox.lock:
         assert not [m for m in mailbox.messages[mailbox.first_of_this_test:] if "nobody@example.com" in m["To"]]
+
+
+# --- API keys ------------------------------------------------------------------------------------------------------
+KEY_IN_PAGE = re.compile(r'id="new-key"[^>]* value="(mp3k_[^"]+)"')
+
+
+def post_on_account_page(client: Client, action: str, data: dict | None = None):
+    """POST one of the account page's forms, with the CSRF token of the page, as a browser does."""
+    page = client.get("/account/")
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content).group(1).decode()
+    return client.post(action, {**(data or {}), "csrfmiddlewaretoken": token})
+
+
+def test_a_key_made_on_the_account_page_is_shown_once_and_works():
+    user = UserFactory()
+    client = signed_in(user)
+    assert "You have no API keys." in client.get("/account/").content.decode()
+    made = post_on_account_page(client, "/account/keys/", {"name": "home server"})
+    assert made.status_code == 200 and made["Cache-Control"] == "no-store"
+    key = KEY_IN_PAGE.search(made.content.decode()).group(1)
+    assert "home server" in made.content.decode() and "shown only this once" in made.content.decode()
+    me = APIClient().get("/api/auth/me/", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert me.status_code == 200 and me.json()["email"] == user.email
+
+    again = client.get("/account/").content.decode()
+    [api_key] = ApiKey.objects.filter(user=user)
+    assert key_parse(key)[1] not in again and 'id="new-key"' not in again
+    assert f"{api_key.prefix}…" in again and "home server" in again
+
+
+def test_a_key_needs_a_name_on_the_page_too():
+    user = UserFactory()
+    response = post_on_account_page(signed_in(user), "/account/keys/", {"name": "  "})
+    assert response.status_code == 200
+    assert 'id="id_name_error"' in response.content.decode() and 'id="new-key"' not in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_revoking_a_key_on_the_account_page():
+    user = UserFactory()
+    api_key, key = api_key_create(user=user, name="old laptop")
+    client = signed_in(user)
+    revoked = post_on_account_page(client, f"/account/keys/{api_key.id}/revoke/")
+    assert revoked.status_code == 302 and revoked["Location"] == "/account/#api-keys"
+    page = client.get("/account/").content.decode()
+    assert "is revoked" in page and api_key.prefix not in page
+    refused = APIClient().get("/api/auth/me/", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert refused.status_code == 401 and refused.json()["code"] == "api_key_revoked"
+    assert post_on_account_page(client, f"/account/keys/{api_key.id}/revoke/").status_code == 404  # revoked already
+
+
+def test_another_users_key_cannot_be_revoked_from_the_page():
+    owner, stranger = UserFactory(), UserFactory()
+    api_key, key = api_key_create(user=owner, name="theirs")
+    assert post_on_account_page(signed_in(stranger), f"/account/keys/{api_key.id}/revoke/").status_code == 404
+    assert signed_in(stranger).get(f"/account/keys/{api_key.id}/revoke/").status_code == 405
+    assert APIClient().get("/api/auth/me/", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+
+
+def test_the_key_forms_need_a_session_and_their_csrf_token():
+    user = UserFactory()
+    api_key, _ = api_key_create(user=user, name="kept")
+    assert Client().post("/account/keys/", {"name": "x"})["Location"].startswith("/account/login/")
+    assert signed_in(user).post("/account/keys/", {"name": "x"}).status_code == 403
+    assert signed_in(user).post(f"/account/keys/{api_key.id}/revoke/").status_code == 403
+    assert list(ApiKey.objects.values_list("name", "revoked_at")) == [("kept", None)]
