@@ -4,14 +4,17 @@ The native API (REST_FRAMEWORK) lists both classes; the classic API calls `Revoc
 `api_key_sign_in` itself, for its own statuses and bodies.
 """
 
+from functools import lru_cache
+
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.utils import aware_utcnow
 
 from mp3converter.errors import ServiceError
 
@@ -23,11 +26,28 @@ from .throttling import record_failure, sign_in_wait
 from .tokens import token_revoked
 
 
+@lru_cache(maxsize=4096)
+def _verified(raw_token: bytes):
+    """The token, its signature and claims checked by SimpleJWT; a token it refuses raises, and is not kept."""
+    return JWTAuthentication().get_validated_token(raw_token)
+
+
 class RevocableJWTAuthentication(JWTAuthentication):
     """SimpleJWT's authentication, refusing tokens older than the user's `tokens_valid_after` (a password change).
 
     A token of a deleted or deactivated user is refused too.
     """
+
+    def get_validated_token(self, raw_token):
+        # A client polling a job sends the same token many times a minute: its signature and claims are checked the
+        # first time this process sees it (the last 4096 tokens are kept). Only whether it has expired changes with
+        # time, so that is checked on every request, and so are its user and whether it was revoked (get_user).
+        token = _verified(raw_token)
+        try:
+            token.check_exp(current_time=aware_utcnow())
+        except TokenError:
+            return super().get_validated_token(raw_token)  # refused in SimpleJWT's words
+        return token
 
     def get_user(self, validated_token):
         # SimpleJWT's own checks (the user id is the `id` claim, SimpleJWT's default), with the user read by a query
