@@ -37,7 +37,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=3, help="jobs timed one at a time, per stack (P2)")
     parser.add_argument("--batch", type=int, default=4, help="jobs in the batch for one and two converters (P4)")
     parser.add_argument("--big-gib", type=float, default=2.0, help="size of the large upload (P3)")
-    parser.add_argument("--rounds", type=int, default=3, help="load rounds per endpoint (P6)")
+    parser.add_argument("--rounds", type=int, default=5, help="load rounds per endpoint (P6)")
     return parser.parse_args(argv)
 
 

@@ -140,7 +140,7 @@ class Load:
         return 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
 
 
-async def _client(host: str, port: int, request: bytes, stop_at: float, load: Load) -> None:
+async def _client(host: str, port: int, request: bytes, stop_at: float, load: Load, expect: bytes) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.monotonic() < stop_at:
@@ -165,7 +165,7 @@ async def _client(host: str, port: int, request: bytes, stop_at: float, load: Lo
                 await reader.readexactly(length)
             load.latencies.append(time.monotonic() - sent)
             load.requests += 1
-            if not status_line.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
+            if not status_line.startswith((b"HTTP/1.1 " + expect, b"HTTP/1.0 " + expect)):
                 load.errors += 1
             if not keep_alive:
                 writer.close()
@@ -177,8 +177,9 @@ async def _client(host: str, port: int, request: bytes, stop_at: float, load: Lo
 
 
 def hammer(base_url: str, path: str, *, clients: int = 50, seconds: float = 6.0, token: str = "",
-           warmup: float = 1.0) -> Load:
-    """`clients` keep-alive connections sending GET `path` back to back for `seconds` (after `warmup`)."""
+           warmup: float = 1.0, expect: int = 200) -> Load:
+    """`clients` keep-alive connections sending GET `path` back to back for `seconds` (after `warmup`); an answer
+    with another status than `expect` counts as an error."""
     host, port = base_url.removeprefix("http://").split(":")
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n{auth}\r\n").encode()
@@ -186,7 +187,7 @@ def hammer(base_url: str, path: str, *, clients: int = 50, seconds: float = 6.0,
     async def run(duration: float) -> Load:
         load = Load(0, 0, duration, [])
         stop_at = time.monotonic() + duration
-        await asyncio.gather(*(_client(host, int(port), request, stop_at, load) for _ in range(clients)))
+        await asyncio.gather(*(_client(host, int(port), request, stop_at, load, str(expect).encode()) for _ in range(clients)))
         return load
 
     if warmup:
