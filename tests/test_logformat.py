@@ -108,7 +108,9 @@ def test_gunicorn_writes_its_own_lines_and_the_access_log_as_json(transactional_
         wait_for(lambda: web.poll() is None and get(f"{base}/healthz")[0] == 200, timeout=60,
                  message="the web process to answer")
         status, headers = get(f"{base}/healthz", **{"X-Request-ID": "probe-1"})
-        assert (status, headers["X-Request-ID"]) == (200, "probe-1")
+        assert status == 200 and "X-Request-ID" not in headers  # a probe makes no id
+        status, headers = get(f"{base}/api/schema/", **{"X-Request-ID": "anonymous-1"})
+        assert (status, headers["X-Request-ID"]) == (200, "anonymous-1")
         status, headers = get(f"{base}/api/conversions/", Authorization=bearer, **{"X-Request-ID": "list-1"})
         assert (status, headers["X-Request-ID"]) == (200, "list-1")
         status, headers = get(f"{base}/api/conversions/{missing}/", Authorization=bearer)
@@ -132,8 +134,10 @@ def test_gunicorn_writes_its_own_lines_and_the_access_log_as_json(transactional_
         "remote_addr": "127.0.0.1", "message": "GET /api/conversions/ 200",
     }
     assert access["list-1"]["duration_ms"] >= 0 and access["list-1"]["bytes"] > 0
-    assert (access["probe-1"]["path"], access["probe-1"]["status"]) == ("/healthz", 200)
-    assert "user_id" not in access["probe-1"]  # nobody signed in
+    [probe] = [line for line in access.values() if line["path"] == "/healthz" and line["status"] == 200][-1:]
+    assert "request_id" not in probe and "user_id" not in probe
+    assert (access["anonymous-1"]["path"], access["anonymous-1"]["status"]) == ("/api/schema/", 200)
+    assert "user_id" not in access["anonymous-1"]  # nobody signed in
     assert (access[made_id]["status"], access[made_id]["user_id"]) == (404, str(user.pk))
     # Django's own line about the 404, in the worker, with the same ids.
     [not_found] = [line for line in lines if line["logger"] == "django.request"]
