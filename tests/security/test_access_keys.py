@@ -59,7 +59,9 @@ def test_a_bad_api_key_is_401_everywhere_on_both_apis(user, jobs, kind):
     key = make(user)
     before = {name: snapshot(job) for name, job in jobs.items()}
     keys_before = set(ApiKey.objects.values_list("id", "revoked_at"))
-    for job in jobs.values():
+    # Every endpoint of every job for one kind; for the others, the done job's. What tells the kinds apart is the
+    # key, refused by the authentication class before any endpoint's own code runs.
+    for job in jobs.values() if kind == "unknown" else [jobs["done"]]:
         for method, url in native_requests(job.id):
             response = call(Client(), method, url, HTTP_AUTHORIZATION=f"Bearer {key}")
             assert response.status_code == 401, (kind, method, url, response.status_code, response.content)
