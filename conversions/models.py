@@ -1,6 +1,7 @@
 """A conversion job: one uploaded source, at most one MP3 (or one per chapter: its tracks), and the state of the work in
 between."""
 
+import hashlib
 import uuid
 
 from django.conf import settings
@@ -172,3 +173,40 @@ class ResumableUpload(models.Model):
     @property
     def is_complete(self) -> bool:
         return self.completed_at is not None
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` a user sent with an upload (conversions/services/idempotency.py): a digest of the request
+    it came with and, once that request succeeded, its answer, which the same request with the same key gets again
+    instead of a second job. Removed IDEMPOTENCY_KEY_HOURS after it was first sent."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)  # as the client sent it
+    # The unique index is on the key's SHA-256: MySQL's collation would take `abc` and `ABC` (and `abc `) for one key.
+    key_hash = models.CharField(max_length=64)
+    # SHA-256 of the request's method, path and meaningful content (conversions/api/idempotency.py).
+    fingerprint = models.CharField(max_length=64)
+    # The answer; no status yet: the first request is still at work on it (its claim, taken at `claimed_at`).
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    body = models.BinaryField(default=b"", blank=True)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            # One claim per user and key: of two requests with one key, only one can insert it.
+            models.UniqueConstraint(fields=["owner", "key_hash"], name="idempotency_key_owner_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code or 'in progress'})"
+
+    @property
+    def is_answered(self) -> bool:
+        return self.status_code is not None
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()

@@ -5,13 +5,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from mp3converter.prepared import PreparedRead
 from notifications.selectors import notified_at
 
-from .models import Conversion, ResumableUpload, Track, UploadRecord
+from .models import Conversion, IdempotencyKey, ResumableUpload, Track, UploadRecord
 
 
 def conversion_list(*, user) -> QuerySet[Conversion]:
@@ -110,3 +111,16 @@ def resumable_upload_get(*, user, upload_id) -> ResumableUpload | None:
     except ValueError:
         return None
     return ResumableUpload.objects.filter(pk=upload_id, owner=user).first()
+
+
+def idempotency_keys_expired_before(now: datetime | None = None) -> datetime:
+    """Keys first sent before this moment have expired (IDEMPOTENCY_KEY_HOURS): a request with one is new."""
+    return (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+
+
+def idempotency_key_get(*, user, key: str) -> IdempotencyKey | None:
+    """The user's unexpired Idempotency-Key `key`, answered or still claimed; None if the user has not sent it (another
+    user's key of the same text is theirs alone)."""
+    return IdempotencyKey.objects.filter(
+        owner=user, key_hash=IdempotencyKey.hash_key(key), created_at__gt=idempotency_keys_expired_before()
+    ).first()

@@ -1,9 +1,15 @@
-"""Upload handling: stream every upload to a temporary file and stop as soon as it passes MAX_UPLOAD_MB."""
+"""Upload handling: stream every upload to a temporary file and stop as soon as it passes MAX_UPLOAD_MB; hash it on
+the way when the request carries an Idempotency-Key."""
+
+import hashlib
 
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
 from mp3converter.errors import ErrorCode, ServiceError
+
+# The Idempotency-Key header as WSGI names it (conversions/api/idempotency.py reads the header itself).
+IDEMPOTENCY_KEY_META = "HTTP_IDEMPOTENCY_KEY"
 
 
 class UploadTooLarge(ServiceError):
@@ -22,7 +28,13 @@ def max_upload_bytes() -> int:
 
 
 class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
-    """Django's temp-file handler with a byte limit checked on the declared length and on every chunk."""
+    """Django's temp-file handler with a byte limit checked on the declared length and on every chunk.
+
+    A request with an Idempotency-Key needs each file's SHA-256 for its fingerprint: the handler hashes the bytes as
+    they stream and sets `sha256` (hex) on the uploaded file, so the file is never read a second time. Requests
+    without the header spend nothing on it."""
+
+    digest = None
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         # A declared body past the limit is refused before a single byte is read. The multipart overhead is small
@@ -32,9 +44,22 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         self.received = 0
         return None
 
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        keyed = self.request is not None and IDEMPOTENCY_KEY_META in self.request.META
+        self.digest = hashlib.sha256() if keyed else None
+
     def receive_data_chunk(self, raw_data, start):
         self.received = getattr(self, "received", 0) + len(raw_data)
         if self.received > max_upload_bytes():
             self.file.close()  # a NamedTemporaryFile: closing deletes it
             raise UploadTooLarge(max_upload_bytes())
+        if self.digest is not None:
+            self.digest.update(raw_data)
         return super().receive_data_chunk(raw_data, start)
+
+    def file_complete(self, file_size):
+        upload = super().file_complete(file_size)
+        if self.digest is not None:
+            upload.sha256 = self.digest.hexdigest()
+        return upload

@@ -56,7 +56,7 @@ def reconcile() -> None:
     a database or broker that is down now is tried again at the next run."""
     from django.db import connections
 
-    from conversions.services import conversion_reconcile, resumable_uploads_sweep
+    from conversions.services import conversion_reconcile, idempotency_keys_sweep, resumable_uploads_sweep
     from notifications.reconcile import notifications_reconcile
 
     try:
@@ -66,6 +66,7 @@ def reconcile() -> None:
                         len(done.requeued), len(done.failed), len(done.republished))
         notifications_reconcile()  # and the notifications whose message was lost (notifications/reconcile.py)
         resumable_uploads_sweep()  # and the bytes of resumable uploads that expired (conversions/services/resumable.py)
+        idempotency_keys_sweep()  # and expired Idempotency-Keys of uploads (conversions/services/idempotency.py)
     except Exception:
         logger.exception("reconciler: run failed; trying again at the next one")
     finally:

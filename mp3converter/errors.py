@@ -53,6 +53,9 @@ class ErrorCode(StrEnum):
     UPLOAD_GONE = "upload_gone", HTTPStatus.GONE
     CHUNK_TOO_LARGE = "chunk_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     CHECKSUM_MISMATCH = "checksum_mismatch", 460
+    # Idempotent uploads: the Idempotency-Key header (conversions/services/idempotency.py)
+    IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use", HTTPStatus.CONFLICT
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused", HTTPStatus.UNPROCESSABLE_ENTITY
     # The media, at upload or while converting
     UNSUPPORTED_MEDIA = "unsupported_media", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     NO_AUDIO_STREAM = "no_audio_stream", HTTPStatus.UNPROCESSABLE_ENTITY

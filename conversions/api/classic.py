@@ -7,7 +7,8 @@
 
 Its bodies and statuses are a contract: `ClassicView.handle_exception` is its one error handler. A personal API key
 (`Bearer mp3k_…`) works in place of the JWT; keys are newer than the contract, so a refused one is answered as
-everywhere else: 401 with the sentence that says why.
+everywhere else: 401 with the sentence that says why. So is an `Idempotency-Key` header on `/upload`, as on the native
+API (conversions/api/idempotency.py); without one `/upload` answers as it always has.
 """
 
 import base64
@@ -35,8 +36,10 @@ from mp3converter.errors import InvalidRequest, NotAuthenticated, PermissionDeni
 
 from ..engine import MP3
 from ..selectors import conversion_get
-from ..services import conversion_create, conversion_create_from_url, upload_check_declared
+from ..services import conversion_create, conversion_create_from_url
 from .downloads import IgnoreAcceptHeader, conversion_download
+from .idempotency import IDEMPOTENCY_KEY_PARAMETER, form_fingerprint, idempotent
+from .native import upload_declared_check
 from .serializers import ConversionOptionsInputSerializer, ConversionSourceUrlInputSerializer
 
 
@@ -158,31 +161,38 @@ class ClassicLoginView(ClassicView):
         return text(str(AccessToken.for_user(user)))
 
 
+def classic_form_fingerprint(request) -> str:
+    # A body that does not parse is an upload with no file here (400 "exactly 1 file required"), with a key or not.
+    return form_fingerprint(request, unparsable_as_empty=True)
+
+
 class ClassicUploadView(ClassicView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
         tags=["classic"],
         summary="Upload exactly one file (any field name) to convert, or send a source_url form field to import it.",
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         request={"multipart/form-data": {"type": "object", "additionalProperties": {"type": "string", "format": "binary"}}},
         responses={
             (200, "text/plain"): plain("success! fid=<id>"),
             (400, "text/plain"): plain(
                 "exactly 1 file required | the submitted file is empty | a bad option | a field that is not an option "
-                "| a bad source_url | send either a file or a source_url, not both"
+                "| a bad source_url | send either a file or a source_url, not both | a bad Idempotency-Key"
             ),
             **BEARER_REFUSED,
             (403, "text/plain"): plain(
                 "not authorized: a bad, expired or foreign token, or an inactive or deleted user | Confirm your email "
                 "address first: the account's address is not confirmed yet"
             ),
+            (409, "text/plain"): plain("A request with this Idempotency-Key is still being handled."),
             (413, "text/plain"): plain(
                 "The file is larger than the MAX_UPLOAD_MB limit, or it would pass the account's storage limit."
             ),
             (415, "text/plain"): plain("Not a video or audio file this service can read."),
             (422, "text/plain"): plain(
                 "No audio track, the trim lies outside the file, or split=chapters on a file with no chapters or too "
-                "many."
+                "many | the Idempotency-Key came with another request before."
             ),
             (429, "text/plain"): plain(
                 "Too many conversions queued or running, or too many uploads in the last hour (see Retry-After) | "
@@ -192,9 +202,13 @@ class ClassicUploadView(ClassicView):
         },
     )
     def post(self, request):
-        user = self.bearer_user(request)
-        # Refused from the headers alone, before the body is read.
-        upload_check_declared(user=user, content_length=request.META.get("CONTENT_LENGTH"))
+        request.user = self.bearer_user(request)  # an Idempotency-Key is this user's
+        return self.upload(request)
+
+    # Refused from the headers alone, before the body is read.
+    @idempotent(fingerprint=classic_form_fingerprint, before=upload_declared_check)
+    def upload(self, request):
+        user = request.user
         try:
             files = [upload for field in request.FILES for upload in request.FILES.getlist(field)]
             data = request.data

@@ -38,6 +38,7 @@ from ..services import (
 from ..zips import ZIP_MAX_CONVERSIONS, conversions_zip
 from .conditional import POLLING_CACHE_CONTROL, not_modified, representation_etag
 from .downloads import IgnoreAcceptHeader, conversion_download, track_download, zip_download
+from .idempotency import IDEMPOTENCY_KEY_PARAMETER, form_fingerprint, idempotent
 from .serializers import (
     ConversionCreateInputSerializer,
     ConversionOutputSerializer,
@@ -84,6 +85,12 @@ def job_response(request, conversion: Conversion, status_code: int = status.HTTP
     return Response(job_data(request, conversion), status=status_code, headers=headers)
 
 
+def upload_declared_check(request) -> None:
+    """Refuse an upload from its headers alone, before its body is read (the user is the one DRF or the classic API's
+    Bearer check signed in)."""
+    upload_check_declared(user=request.user, content_length=request.META.get("CONTENT_LENGTH"))
+
+
 class ConversionListCreateView(GenericAPIView):
     name = "Conversions"
     parser_classes = [MultiPartParser, FormParser]
@@ -111,12 +118,17 @@ class ConversionListCreateView(GenericAPIView):
 
     @extend_schema(
         request=ConversionCreateInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
             202: ConversionOutputSerializer,
             400: FIELD_ERRORS,
             401: UNAUTHENTICATED,
             403: OpenApiResponse(
                 ERROR_BODY, description="The account's email address is not confirmed yet (code email_not_verified)."
+            ),
+            409: OpenApiResponse(
+                ERROR_BODY,
+                description="A request with this Idempotency-Key is still being handled (code idempotency_key_in_use).",
             ),
             413: OpenApiResponse(
                 ERROR_BODY,
@@ -132,15 +144,16 @@ class ConversionListCreateView(GenericAPIView):
                 ERROR_BODY,
                 description="The file has no audio stream (code no_audio_stream), the trim lies outside it "
                 "(code trim_out_of_range), or split=chapters on a file with no chapters (code no_chapters) or too "
-                "many (code too_many_chapters).",
+                "many (code too_many_chapters); or the Idempotency-Key came with another request before (code "
+                "idempotency_key_reused).",
             ),
             429: RATE_LIMITED,
             503: OpenApiResponse(ERROR_BODY, description="The queue, database or file storage is unavailable; nothing was stored."),
         },
     )
+    # Refused from the headers alone before the body is read (token sign-in; a session's CSRF check reads it).
+    @idempotent(fingerprint=form_fingerprint, before=upload_declared_check)
     def post(self, request):
-        # Refused from the headers alone before the body is read (token sign-in; a session's CSRF check reads it).
-        upload_check_declared(user=request.user, content_length=request.META.get("CONTENT_LENGTH"))
         if len(request.FILES.getlist("file")) > 1:
             # Ambiguous: refuse it rather than silently convert one of the files (the last, as QueryDict picks).
             raise InvalidRequest("Send exactly one file.", field="file")

@@ -17,7 +17,8 @@ S3; it also brings django-fsm and jsonfield. Here each body is read in 1 MiB pie
 (conversions/storage/resumable.py); the writes are the service's (conversions/services/resumable.py).
 
 Signed in with a JWT or the web session (with the CSRF header, as the page's uploads are). Another user's upload is
-404. Errors are answered as elsewhere in the API (`{"code", "detail"}`), always with Tus-Resumable.
+404. Errors are answered as elsewhere in the API (`{"code", "detail"}`), always with Tus-Resumable. A creation with an
+`Idempotency-Key` sent again gets its first answer, the same upload (conversions/api/idempotency.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ..models import ResumableUpload
 from ..selectors import resumable_upload_get
 from ..services import resumable_upload_append, resumable_upload_create, resumable_upload_delete
 from ..uploads import max_upload_bytes
+from .idempotency import IDEMPOTENCY_KEY_PARAMETER, fingerprint_of, idempotent
 from .native import ERROR_BODY, NOT_FOUND, UNAUTHENTICATED
 from .serializers import ConversionOptionsInputSerializer
 
@@ -130,6 +132,17 @@ def _content_length(request) -> int:
 
 def _is_offset_stream(request) -> bool:
     return request.content_type.split(";")[0].strip().lower() == OFFSET_CONTENT_TYPE
+
+
+def creation_fingerprint(request) -> str:
+    """A creation's fingerprint for its Idempotency-Key: the declared length and the metadata (its pairs in any
+    order). The bytes a creation-with-upload carries are not read for it: a repeat is answered without them."""
+    metadata = sorted(filter(None, (pair.strip() for pair in request.headers.get("Upload-Metadata", "").split(","))))
+    return fingerprint_of(request, {
+        "Upload-Length": request.headers.get("Upload-Length"),
+        "Upload-Defer-Length": request.headers.get("Upload-Defer-Length"),
+        "Upload-Metadata": metadata,
+    })
 
 
 def upload_headers(upload: ResumableUpload) -> dict[str, str]:
@@ -220,6 +233,7 @@ class UploadCreateView(TusView):
                 "Upload-Metadata", str, OpenApiParameter.HEADER,
                 description="`filename` and any conversion option, as `key base64(value)` pairs, comma-separated.",
             ),
+            IDEMPOTENCY_KEY_PARAMETER,
         ],
         request={OFFSET_CONTENT_TYPE: OpenApiTypes.BINARY},
         responses={
@@ -227,14 +241,22 @@ class UploadCreateView(TusView):
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="A bad header, metadata key or option."),
             401: UNAUTHENTICATED,
             403: OpenApiResponse(ERROR_BODY, description="The email address is not confirmed (email_not_verified)."),
+            409: OpenApiResponse(
+                ERROR_BODY, description="A creation with this Idempotency-Key is still being handled "
+                "(idempotency_key_in_use).",
+            ),
             412: BAD_VERSION,
             413: OpenApiResponse(
                 ERROR_BODY,
                 description="Upload-Length past MAX_UPLOAD_MB (file_too_large) or the storage limit (quota_exceeded).",
             ),
+            422: OpenApiResponse(
+                ERROR_BODY, description="The Idempotency-Key came with another request before (idempotency_key_reused).",
+            ),
             429: OpenApiResponse(ERROR_BODY, description="An account limit (rate_limited)."),
         },
     )
+    @idempotent(fingerprint=creation_fingerprint)
     def post(self, request):
         if "Upload-Defer-Length" in request.headers:
             raise InvalidRequest("Upload-Defer-Length is not supported: send Upload-Length.")

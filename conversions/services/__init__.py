@@ -6,7 +6,8 @@
 - `reconcile`: queue again the jobs whose worker or message was lost;
 - `quotas`: the per-user limits and the email-verification gate that refuse an upload or a retry;
 - `links`: signed download links that work with no sign-in, and revoking them;
-- `resumable`: resumable (tus) uploads: create, append, finish into a conversion, terminate, sweep the expired.
+- `resumable`: resumable (tus) uploads: create, append, finish into a conversion, terminate, sweep the expired;
+- `idempotency`: an upload's Idempotency-Key: claim it, keep the answer a repeat gets, release it, sweep the expired.
 
 Callers import from here. Telling the owner is the `notifications` app's part.
 """
@@ -25,6 +26,15 @@ from .lifecycle import (
     conversion_retry,
 )
 from .fetching import conversion_fetch
+from .idempotency import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    StoredAnswer,
+    idempotency_answer_store,
+    idempotency_claim,
+    idempotency_keys_sweep,
+    idempotency_release,
+)
 from .links import (
     DownloadLink,
     LinkDeleted,
@@ -49,6 +59,8 @@ from .resumable import (
 # Callers of the single module this package replaced import these from here too.
 __all__ = [
     "DownloadLink",
+    "IdempotencyKeyInUse",
+    "IdempotencyKeyReused",
     "LinkDeleted",
     "LinkExpired",
     "LinkInvalid",
@@ -60,6 +72,7 @@ __all__ = [
     "Reconciled",
     "QueueUnavailable",
     "StorageUnavailable",
+    "StoredAnswer",
     "clean_filename",
     "conversion_cancel",
     "conversion_convert",
@@ -75,6 +88,10 @@ __all__ = [
     "conversion_mark_failed",
     "conversion_reconcile",
     "conversion_retry",
+    "idempotency_answer_store",
+    "idempotency_claim",
+    "idempotency_keys_sweep",
+    "idempotency_release",
     "quota_limits",
     "resumable_upload_append",
     "resumable_upload_create",

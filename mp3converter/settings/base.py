@@ -179,6 +179,11 @@ if not 1 <= TUS_MAX_CHUNK_MB < 100:
     raise ImproperlyConfigured("TUS_MAX_CHUNK_MB must be between 1 and 99: proxies commonly cap a body at 100 MB.")
 # The convert page sends files larger than this with tus, in chunks, resumable after a dropped connection or a reload.
 TUS_WEB_THRESHOLD_MB = env.int("TUS_WEB_THRESHOLD_MB", default=50)
+# Hours an upload's Idempotency-Key is kept: the same request with it gets the first answer again instead of a second
+# job (conversions/api/idempotency.py); the reconciler's runs remove older keys.
+IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
+if IDEMPOTENCY_KEY_HOURS < 1:
+    raise ImproperlyConfigured("IDEMPOTENCY_KEY_HOURS must be at least 1: a key forgotten at once protects nothing.")
 
 # --- Import from a URL (conversions/services/fetching.py; the guard: mp3converter/outbound.py) -------------------
 # Networks the service may reach although they are loopback, private, link-local, ... (comma-separated CIDRs): the

@@ -1,9 +1,12 @@
-"""The upload handler refuses oversized bodies while they stream, and never keeps a partial temp file."""
+"""The upload handler refuses oversized bodies while they stream, never keeps a partial temp file, and hashes the files
+of a request with an Idempotency-Key as they stream."""
 
+import hashlib
 import os
 
 import pytest
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
+from django.test import RequestFactory
 
 from conversions.uploads import LimitedTemporaryFileUploadHandler, UploadTooLarge
 
@@ -48,3 +51,24 @@ def test_upload_within_the_limit_is_written_to_a_temporary_file(one_mb_limit):
     with open(upload.temporary_file_path(), "rb") as written:
         assert written.read() == b"y" * (500 * 1024)
     upload.close()
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+def test_each_file_of_a_request_with_an_idempotency_key_is_hashed_as_it_streams(keyed):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "k"} if keyed else {}
+    handler = LimitedTemporaryFileUploadHandler(RequestFactory().post("/api/conversions/", **headers))
+    handler.handle_raw_input(None, {}, None, b"boundary")
+    uploads = []
+    for content in (b"first" * 1000, b"second"):
+        start_file(handler)
+        for offset in range(0, len(content), 1024):
+            handler.receive_data_chunk(content[offset : offset + 1024], offset)
+        uploads.append(handler.file_complete(len(content)))
+    if keyed:
+        assert [upload.sha256 for upload in uploads] == [
+            hashlib.sha256(b"first" * 1000).hexdigest(), hashlib.sha256(b"second").hexdigest()
+        ]
+    else:
+        assert not any(hasattr(upload, "sha256") for upload in uploads)  # nothing spent on it
+    for upload in uploads:
+        upload.close()
