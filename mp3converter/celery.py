@@ -56,7 +56,8 @@ def reconcile() -> None:
     a database or broker that is down now is tried again at the next run."""
     from django.db import connections
 
-    from conversions.services import conversion_reconcile, resumable_uploads_sweep
+    from conversions.services import conversion_reconcile, resumable_uploads_sweep, retention_sweep_due
+    from conversions.tasks import sweep_retention_task
     from notifications.reconcile import notifications_reconcile
 
     try:
@@ -66,6 +67,11 @@ def reconcile() -> None:
                         len(done.requeued), len(done.failed), len(done.republished))
         notifications_reconcile()  # and the notifications whose message was lost (notifications/reconcile.py)
         resumable_uploads_sweep()  # and the bytes of resumable uploads that expired (conversions/services/resumable.py)
+        if retention_sweep_due():
+            # And the retention sweep, every RETENTION_SWEEP_MINUTES for all workers together: as a task (on the
+            # maintenance queue, for the fetch role, which holds the file store's credentials), since listing a large
+            # store can take minutes and this timer also keeps the liveness file fresh.
+            sweep_retention_task.apply_async()
     except Exception:
         logger.exception("reconciler: run failed; trying again at the next one")
     finally:
