@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from mp3converter.errors import ErrorCode
+from mp3converter.errors import ConversionExpired, ErrorCode
 from notifications.admin import resend_email
 from notifications.selectors import notified_at
 
@@ -13,6 +13,13 @@ def error_label(code: str) -> str:
         return ErrorCode(code).label
     except ValueError:  # a code a newer release wrote
         return code
+
+
+def _retried(conversion: Conversion) -> bool:
+    try:
+        return conversion_retry(conversion=conversion)
+    except ConversionExpired:  # its source is gone
+        return False
 
 
 class ErrorCodeFilter(admin.SimpleListFilter):
@@ -93,10 +100,12 @@ class ConversionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed or cancelled conversions", permissions=["change"])
     def retry_failed(self, request, queryset):
-        retried = sum(conversion_retry(conversion=conversion) for conversion in queryset)
+        retried = sum(_retried(conversion) for conversion in queryset)
         skipped = queryset.count() - retried
-        self.message_user(request, f"{retried} conversion(s) queued again; {skipped} skipped (not failed or cancelled).",
-                          messages.SUCCESS if retried else messages.WARNING)
+        self.message_user(
+            request, f"{retried} conversion(s) queued again; {skipped} skipped (not failed or cancelled, or expired).",
+            messages.SUCCESS if retried else messages.WARNING,
+        )
 
     @admin.action(description="Cancel selected queued or running conversions", permissions=["change"])
     def cancel(self, request, queryset):

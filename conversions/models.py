@@ -28,6 +28,8 @@ class Conversion(models.Model):
         DONE = "done"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        # Its files were removed after the retention period (conversions/services/retention.py); the row stays.
+        EXPIRED = "expired"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversions")
@@ -76,7 +78,11 @@ class Conversion(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"], name="conversion_owner_created")]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="conversion_owner_created"),
+            # The retention sweep's reads: finished jobs of a status that ended before a cutoff.
+            models.Index(fields=["status", "finished_at"], name="conversion_status_finished"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.original_filename} ({self.status})"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet, Sum, prefetch_related_objects
+from django.db.models import Q, QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from mp3converter.prepared import PreparedRead
@@ -88,7 +88,11 @@ class Usage:
 
 def conversion_usage(*, user) -> Usage:
     rows = Conversion.objects.filter(owner=user)
-    totals = rows.aggregate(sources=Sum("source_size"), mp3s=Sum("mp3_size"))
+    # What is stored now: a source the retention sweep removed, or an expired job's MP3, costs nothing any more.
+    totals = rows.aggregate(
+        sources=Sum("source_size", filter=~Q(source="")),
+        mp3s=Sum("mp3_size", filter=~Q(status=Conversion.Status.EXPIRED)),
+    )
     return Usage(
         active_jobs=rows.filter(status__in=Conversion.ACTIVE).count(),
         uploads_last_hour=UploadRecord.objects.filter(owner=user, created_at__gt=timezone.now() - UPLOAD_WINDOW).count(),

@@ -1,5 +1,5 @@
 """Celery tasks: thin wrappers that load by id and call a service: the chain's fetch step (URL jobs only, on the
-`fetch` queue) and its convert step."""
+`fetch` queue) and its convert step; and the retention sweep, which the workers' timer publishes when one is due."""
 
 import logging
 import uuid
@@ -85,6 +85,16 @@ def convert_video_task(self, conversion_id: str, attempt: int | None = None) -> 
     attempt = checked_number(self, "attempt", attempt, optional=True)
     with job_context(conversion_id):
         _run_step(self, conversion_convert, conversion_id, attempt)
+
+
+@shared_task
+def sweep_retention_task() -> None:
+    """The retention sweep (conversions/services/retention.py), on the maintenance queue, which the fetch role
+    consumes: published by the workers' reconciler timer (mp3converter/celery.py); does nothing if another ran in the
+    last RETENTION_SWEEP_MINUTES. Idempotent, so a redelivery is harmless; what it leaves undone, the next one does."""
+    from .services import retention_sweep
+
+    retention_sweep(scheduled=True)
 
 
 def _run_step(task, step, conversion_id: str, attempt: int | None) -> None:

@@ -18,7 +18,7 @@ from django.core.files.storage import Storage
 from django.utils import timezone
 from zipstream import ZIP_STORED, ZipStream
 
-from mp3converter.errors import InvalidRequest, InvalidState, NotFound
+from mp3converter.errors import ConversionExpired, InvalidRequest, InvalidState, NotFound
 
 from .filenames import download_name, track_download_name
 from .models import Conversion, Track
@@ -148,7 +148,8 @@ def conversions_zip(*, user, conversion_ids: Sequence[uuid.UUID | str]) -> tuple
     the archive, which reads nothing until it is iterated.
 
     Raises InvalidRequest (400) for no ids or more than ZIP_MAX_CONVERSIONS, NotFound (404) naming the ids that are not
-    the user's conversions (unknown and another user's alike), InvalidState (409) naming those that are not done.
+    the user's conversions (unknown and another user's alike), ConversionExpired (410) naming those that expired,
+    InvalidState (409) naming those that are not done.
     """
     asked = list(dict.fromkeys(str(conversion_id) for conversion_id in conversion_ids))
     if not asked:
@@ -162,6 +163,11 @@ def conversions_zip(*, user, conversion_ids: Sequence[uuid.UUID | str]) -> tuple
         raise NotFound(f"There is no conversion with the id {', '.join(missing)}.")
     # One entry per job, also when one id was written two ways.
     conversions = list({conversion.id: conversion for conversion in jobs.values()}.values())
+    if expired := [c for c in conversions if c.status == Conversion.Status.EXPIRED]:
+        raise ConversionExpired(
+            "Expired conversions have no MP3 any more (their files were removed after the time this service keeps "
+            "them): " + "; ".join(f"{c.id} ({c.original_filename})" for c in expired) + "."
+        )
     if not_ready := [c for c in conversions if c.status != Conversion.Status.DONE or not _has_output(c)]:
         raise InvalidState("Only done conversions go into a ZIP: " + "; ".join(map(_not_ready, not_ready)) + ".")
 

@@ -56,7 +56,13 @@ def reconcile() -> None:
     a database or broker that is down now is tried again at the next run."""
     from django.db import connections
 
-    from conversions.services import conversion_reconcile, idempotency_keys_sweep, resumable_uploads_sweep
+    from conversions.services import (
+        conversion_reconcile,
+        idempotency_keys_sweep,
+        resumable_uploads_sweep,
+        retention_sweep_due,
+    )
+    from conversions.tasks import sweep_retention_task
     from notifications.reconcile import notifications_reconcile
 
     try:
@@ -67,6 +73,11 @@ def reconcile() -> None:
         notifications_reconcile()  # and the notifications whose message was lost (notifications/reconcile.py)
         resumable_uploads_sweep()  # and the bytes of resumable uploads that expired (conversions/services/resumable.py)
         idempotency_keys_sweep()  # and expired Idempotency-Keys of uploads (conversions/services/idempotency.py)
+        if retention_sweep_due():
+            # And the retention sweep, every RETENTION_SWEEP_MINUTES for all workers together: as a task (on the
+            # maintenance queue, for the fetch role, which holds the file store's credentials), since listing a large
+            # store can take minutes and this timer also keeps the liveness file fresh.
+            sweep_retention_task.apply_async()
     except Exception:
         logger.exception("reconciler: run failed; trying again at the next one")
     finally:

@@ -33,6 +33,8 @@ class ErrorCode(StrEnum):
     EMAIL_NOT_VERIFIED = "email_not_verified", HTTPStatus.FORBIDDEN
     NOT_FOUND = "not_found", HTTPStatus.NOT_FOUND
     INVALID_STATE = "invalid_state", HTTPStatus.CONFLICT
+    # A job whose files were removed after the retention period (conversions/services/retention.py)
+    CONVERSION_EXPIRED = "conversion_expired", HTTPStatus.GONE
     FILE_TOO_LARGE = "file_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     QUOTA_EXCEEDED = "quota_exceeded", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     RATE_LIMITED = "rate_limited", HTTPStatus.TOO_MANY_REQUESTS
@@ -161,6 +163,17 @@ class InvalidState(ServiceError):
 
     code = ErrorCode.INVALID_STATE
     message = "The conversion's state does not allow this."
+
+
+class ConversionExpired(ServiceError):
+    """The job's files were removed once the service had kept them as long as it keeps files (its row stays, with
+    status `expired`): nothing can be downloaded, shared or retried any more."""
+
+    code = ErrorCode.CONVERSION_EXPIRED
+    message = (
+        "This conversion has expired: its files were removed after the time this service keeps them. Upload the "
+        "video again to convert it anew."
+    )
 
 
 class InternalError(ServiceError):

@@ -248,6 +248,17 @@ def test_download_links_work_for_a_week_unless_configured(tmp_path):
     assert "ImproperlyConfigured: DOWNLOAD_LINK_DAYS must be at least 1" in result.stderr
 
 
+def test_files_are_kept_for_a_day_and_mp3s_for_thirty_unless_configured(tmp_path):
+    names = ("SOURCE_RETENTION_HOURS", "OUTPUT_RETENTION_DAYS", "ORPHAN_GRACE_HOURS", "RETENTION_SWEEP_MINUTES")
+    assert settings_in(production_env(tmp_path), *names) == dict(zip(names, (24, 30, 24, 60), strict=True))
+    assert settings_in(production_env(tmp_path, OUTPUT_RETENTION_DAYS="0"), "OUTPUT_RETENTION_DAYS") == {
+        "OUTPUT_RETENTION_DAYS": 0  # MP3s kept as long as their job
+    }
+    result = run(["manage.py", "check"], production_env(tmp_path, SOURCE_RETENTION_HOURS="0"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SOURCE_RETENTION_HOURS must be at least 1, not 0." in result.stderr
+
+
 LOG_A_LINE = ["manage.py", "shell", "-c", "import logging; logging.getLogger('mp3converter.probe').warning('hello')"]
 
 

@@ -255,6 +255,7 @@ class ClassicDownloadView(ClassicView):
             (404, "text/plain"): plain("not found: no such job, or another user's"),
             (429, "text/plain"): plain("too many attempts, try again in N seconds (failed API keys from this address)"),
             (409, "text/plain"): plain("The MP3 is not ready: the conversion is <status>."),
+            (410, "text/plain"): plain("The conversion expired: its files were removed (a sentence says so)."),
             (416, "text/plain"): plain("The Range lies outside the file."),
         },
     )

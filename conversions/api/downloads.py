@@ -36,7 +36,7 @@ from django.utils.http import content_disposition_header, parse_etags
 from rest_framework.negotiation import DefaultContentNegotiation
 from zipstream import ZipStream
 
-from mp3converter.errors import InvalidState
+from mp3converter.errors import ConversionExpired, InvalidState
 
 from ..engine import MP3
 from ..models import Conversion
@@ -312,8 +312,15 @@ def _build_response(
     return response
 
 
+def _check_not_expired(conversion: Conversion) -> None:
+    if conversion.status == Conversion.Status.EXPIRED:
+        raise ConversionExpired()
+
+
 def mp3_download(request: HttpRequest, conversion: Conversion) -> HttpResponseBase:
-    """The job's finished MP3 as a streamed, range-capable download; InvalidState (409) while it is not done."""
+    """The job's finished MP3 as a streamed, range-capable download; InvalidState (409) while it is not done,
+    ConversionExpired (410) once its files were removed."""
+    _check_not_expired(conversion)
     if conversion.status != Conversion.Status.DONE or not conversion.mp3:
         raise InvalidState(f"The MP3 is not ready: the conversion is {conversion.status}.")
     return file_download_response(
@@ -328,7 +335,8 @@ def mp3_download(request: HttpRequest, conversion: Conversion) -> HttpResponseBa
 
 def conversion_download(request: HttpRequest, conversion: Conversion) -> HttpResponseBase:
     """What a job's download serves: its MP3, or for a split job (split=chapters) a ZIP of its tracks and an .m3u
-    playlist. InvalidState (409) while it is not done."""
+    playlist. InvalidState (409) while it is not done, ConversionExpired (410) once its files were removed."""
+    _check_not_expired(conversion)
     if conversion.is_split:
         return zip_download(*tracks_zip(conversion=conversion))
     return mp3_download(request, conversion)
@@ -336,7 +344,8 @@ def conversion_download(request: HttpRequest, conversion: Conversion) -> HttpRes
 
 def track_download(request: HttpRequest, conversion: Conversion, number) -> HttpResponseBase:
     """One track of a split job, streamed with Range like an MP3. Http404 for a number the job has no track for;
-    InvalidState (409) while the job is not done."""
+    InvalidState (409) while the job is not done, ConversionExpired (410) once its files were removed."""
+    _check_not_expired(conversion)
     if conversion.status != Conversion.Status.DONE:
         raise InvalidState(f"The tracks are not ready: the conversion is {conversion.status}.")
     track = track_get(conversion=conversion, number=number)

@@ -62,6 +62,11 @@ FIELD_ERRORS = OpenApiResponse(
 )
 UNAUTHENTICATED = OpenApiResponse(ERROR_BODY, description="No or bad credentials.")
 NOT_FOUND = OpenApiResponse(ERROR_BODY, description="No such conversion, or it is another user's.")
+EXPIRED = OpenApiResponse(
+    ERROR_BODY,
+    description="The conversion expired: its files were removed after the time the service keeps them (code "
+    "conversion_expired).",
+)
 RATE_LIMITED = OpenApiResponse(
     ERROR_BODY,
     description="The account has QUOTA_ACTIVE_JOBS conversions queued, fetching or processing, or made QUOTA_UPLOADS_PER_HOUR "
@@ -225,6 +230,7 @@ class ConversionDownloadView(APIView):
             401: UNAUTHENTICATED,
             404: NOT_FOUND,
             409: OpenApiResponse(ERROR_BODY, description="The conversion is not done yet (code invalid_state)."),
+            410: EXPIRED,
             (416, "text/plain"): OpenApiResponse(str, description="The Range lies outside the file."),
         }
     )
@@ -245,6 +251,7 @@ class ConversionTrackDownloadView(APIView):
             401: UNAUTHENTICATED,
             404: OpenApiResponse(ERROR_BODY, description="No such conversion (or another user's), or no such track."),
             409: OpenApiResponse(ERROR_BODY, description="The conversion is not done yet (code invalid_state)."),
+            410: EXPIRED,
             (416, "text/plain"): OpenApiResponse(str, description="The Range lies outside the file."),
         },
     )
@@ -295,6 +302,11 @@ class ConversionCancelView(ConversionTransitionView):
 @transition_schema(
     "Queue a failed or cancelled conversion again.", "The job is not failed or cancelled.",
     {
+        410: OpenApiResponse(
+            ERROR_BODY,
+            description="The conversion expired: its uploaded file was removed SOURCE_RETENTION_HOURS after it "
+            "ended (code conversion_expired).",
+        ),
         429: OpenApiResponse(
             ERROR_BODY,
             description="The account already has QUOTA_ACTIVE_JOBS conversions queued, fetching or processing (code "
@@ -320,6 +332,7 @@ class ConversionLinkView(APIView):
             401: UNAUTHENTICATED,
             404: NOT_FOUND,
             409: OpenApiResponse(ERROR_BODY, description="The conversion is not done (code invalid_state)."),
+            410: EXPIRED,
         },
     )
     def post(self, request, conversion_id):
@@ -366,6 +379,9 @@ class ConversionZipView(APIView):
             ),
             409: OpenApiResponse(
                 ERROR_BODY, description="A conversion is not done (code invalid_state); the detail names it."
+            ),
+            410: OpenApiResponse(
+                ERROR_BODY, description="A conversion expired (code conversion_expired); the detail names it."
             ),
         },
     )

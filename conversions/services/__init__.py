@@ -8,6 +8,8 @@
 - `links`: signed download links that work with no sign-in, and revoking them;
 - `resumable`: resumable (tus) uploads: create, append, finish into a conversion, terminate, sweep the expired;
 - `idempotency`: an upload's Idempotency-Key: claim it, keep the answer a repeat gets, release it, sweep the expired.
+- `retention`: how long files are kept: the sweep that removes sources and MP3s when they are due (jobs expire) and
+  stored files no row needs.
 
 Callers import from here. Telling the owner is the `notifications` app's part.
 """
@@ -49,6 +51,7 @@ from .links import (
 from .processing import ProgressReporter, conversion_convert, conversion_heartbeat
 from .quotas import NO_LIMITS, Limits, quota_limits, upload_check, upload_check_declared
 from .reconcile import Reconciled, conversion_reconcile
+from .retention import Swept, conversions_expire, retention_sweep, retention_sweep_due, stored_orphans_remove
 from .resumable import (
     resumable_upload_append,
     resumable_upload_create,
@@ -70,6 +73,7 @@ __all__ = [
     "NO_LIMITS",
     "ProgressReporter",
     "Reconciled",
+    "Swept",
     "QueueUnavailable",
     "StorageUnavailable",
     "StoredAnswer",
@@ -88,6 +92,7 @@ __all__ = [
     "conversion_mark_failed",
     "conversion_reconcile",
     "conversion_retry",
+    "conversions_expire",
     "idempotency_answer_store",
     "idempotency_claim",
     "idempotency_keys_sweep",
@@ -97,6 +102,9 @@ __all__ = [
     "resumable_upload_create",
     "resumable_upload_delete",
     "resumable_uploads_sweep",
+    "retention_sweep",
+    "retention_sweep_due",
+    "stored_orphans_remove",
     "upload_check",
     "upload_check_declared",
     "workdirs_sweep",

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from mp3converter.errors import QueueUnavailable, ServiceError, StorageUnavailable
+from mp3converter.errors import ConversionExpired, QueueUnavailable, ServiceError, StorageUnavailable
 
 from .. import engine
 from ..filenames import clean_filename, stem
@@ -33,6 +33,10 @@ from .quotas import owner_lock, quota_check, retry_check, upload_check, upload_r
 logger = logging.getLogger(__name__)
 
 Status = Conversion.Status
+RETRY_EXPIRED = (
+    "This conversion has expired: its uploaded file was removed after the time this service keeps it, so it can no "
+    "longer be retried. Upload the video again."
+)
 
 
 def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOptions) -> Conversion:
@@ -183,7 +187,7 @@ def conversion_retry(*, conversion: Conversion, enforce_limits: bool = False) ->
     """Queue a failed or cancelled job again from the start, as a new attempt (whose owner is told again); returns
     False if it was in another state. A URL job fetches its source again (the stored copy goes); a split job's tracks
     go. `enforce_limits` (an owner's retry): the job becomes active again, so refuse it past the owner's active-jobs
-    limit (RateLimited); an admin's retry is not limited."""
+    limit (RateLimited); an admin's retry is not limited. An expired job's source is gone: ConversionExpired (410)."""
     with transaction.atomic():
         if enforce_limits:
             owner_lock(user=conversion.owner)
@@ -205,6 +209,8 @@ def conversion_retry(*, conversion: Conversion, enforce_limits: bool = False) ->
             transaction.on_commit(
                 lambda: conversion_enqueue(conversion_id=conversion.pk, attempt=attempt, fetch=bool(source_url))
             )
+        elif Conversion.objects.filter(pk=conversion.pk, status=Status.EXPIRED).exists():
+            raise ConversionExpired(RETRY_EXPIRED)
     return bool(requeued)
 
 

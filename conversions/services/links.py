@@ -6,7 +6,8 @@ with the secret key (`django.core.signing`, a salt of its own), so nothing about
 - after `DOWNLOAD_LINK_DAYS` (`link_expired`);
 - when the owner revokes the job's links, which bumps `Conversion.links_generation` (`link_revoked`);
 - when the job is converted again, a new attempt with a new MP3, or is no longer done (`link_replaced`);
-- when the job is deleted (`link_deleted`).
+- when the job is deleted (`link_deleted`);
+- when the job expires, its MP3 removed after OUTPUT_RETENTION_DAYS (`conversion_expired`).
 
 A token that does not verify is `link_invalid`. Tokens are never logged here: they are credentials.
 """
@@ -24,7 +25,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils.timezone import now
 
-from mp3converter.errors import ErrorCode, InvalidState, ServiceError
+from mp3converter.errors import ConversionExpired, ErrorCode, InvalidState, ServiceError
 
 from ..models import Conversion
 
@@ -87,6 +88,8 @@ def conversion_link_create(*, conversion: Conversion) -> DownloadLink:
     """
     row = Conversion.objects.filter(pk=conversion.pk).values("status", "attempt", "links_generation").first()
     status = row["status"] if row else "deleted"
+    if status == Conversion.Status.EXPIRED:
+        raise ConversionExpired()
     if status != Conversion.Status.DONE:
         raise InvalidState(f"Only a done conversion has an MP3 to share; this one is {status}.")
     expires_at = now().astimezone(UTC).replace(microsecond=0) + timedelta(days=settings.DOWNLOAD_LINK_DAYS)
@@ -106,12 +109,15 @@ def conversion_links_revoke(*, conversion: Conversion) -> None:
 
 
 def conversion_link_resolve(*, token: str) -> Conversion:
-    """The job a link serves, or the reason it does not: LinkInvalid (403); LinkDeleted, LinkRevoked, LinkReplaced
-    or LinkExpired (410), checked in that order, so what a new link could not fix is told first."""
+    """The job a link serves, or the reason it does not: LinkInvalid (403); LinkDeleted, ConversionExpired,
+    LinkRevoked, LinkReplaced or LinkExpired (410), checked in that order, so what a new link could not fix is told
+    first."""
     claims = _claims(token)
     conversion = Conversion.objects.filter(pk=claims.conversion_id).first()
     if conversion is None:
         raise LinkDeleted()
+    if conversion.status == Conversion.Status.EXPIRED:
+        raise ConversionExpired()
     if conversion.links_generation != claims.generation:
         raise LinkRevoked()
     if conversion.attempt != claims.attempt or conversion.status != Conversion.Status.DONE:

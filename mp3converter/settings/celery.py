@@ -66,6 +66,9 @@ CELERY_TASK_QUEUES = (
     Queue("notify", _exchange, routing_key="notify"),
     # Notifications: one queue per channel (notifications/channels/); the notify worker consumes them all.
     Queue("email", _exchange, routing_key="email"),
+    # Periodic upkeep (the retention sweep), consumed by the fetch role: always running (the convert role may be at
+    # zero) and holding the file store's credentials (the notify role holds none).
+    Queue("maintenance", _exchange, routing_key="maintenance"),
 )
 CELERY_TASK_DEFAULT_EXCHANGE = "mp3converter"
 CELERY_TASK_DEFAULT_ROUTING_KEY = "convert"
@@ -75,6 +78,7 @@ CELERY_TASK_ROUTES = {
     "conversions.tasks.convert_video_task": {"queue": "convert"},
     # The chain's notify step (notifications/tasks.py; its name is older than that app).
     "conversions.tasks.notify_owner_task": {"queue": "notify"},
+    "conversions.tasks.sweep_retention_task": {"queue": "maintenance"},
     # Deliveries go on their channel's queue (Channel.queue), given when each one is queued.
 }
 # Messages survive a broker restart (task_default_delivery_mode).

@@ -1,5 +1,6 @@
 """Where uploaded sources and finished MP3s live: a local folder by default, GridFS when MONGODB_URI is set, an
-S3-compatible bucket when S3_BUCKET is set. Setting both is refused at startup: files live in exactly one place."""
+S3-compatible bucket when S3_BUCKET is set. Setting both is refused at startup: files live in exactly one place.
+And how long they are kept there (conversions/services/retention.py)."""
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -44,3 +45,22 @@ STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# --- Retention (conversions/services/retention.py) -----------------------------------------------------------------
+# Hours after a job ended that its uploaded source is removed; a failed or cancelled job can be retried until then, and
+# then it expires.
+SOURCE_RETENTION_HOURS = env.int("SOURCE_RETENTION_HOURS", default=24)
+# Days after a job was done that its MP3 (or tracks) are removed and it expires; 0 keeps them as long as the job.
+OUTPUT_RETENTION_DAYS = env.int("OUTPUT_RETENTION_DAYS", default=30)
+# Stored files no row needs (left by a crash) are removed once they are this old: long past any store-then-save gap.
+ORPHAN_GRACE_HOURS = env.int("ORPHAN_GRACE_HOURS", default=24)
+# How often the workers' reconciler timer has the sweep run (once for all workers).
+RETENTION_SWEEP_MINUTES = env.int("RETENTION_SWEEP_MINUTES", default=60)
+for _name, _value, _least in (
+    ("SOURCE_RETENTION_HOURS", SOURCE_RETENTION_HOURS, 1),
+    ("OUTPUT_RETENTION_DAYS", OUTPUT_RETENTION_DAYS, 0),
+    ("ORPHAN_GRACE_HOURS", ORPHAN_GRACE_HOURS, 1),
+    ("RETENTION_SWEEP_MINUTES", RETENTION_SWEEP_MINUTES, 1),
+):
+    if _value < _least:
+        raise ImproperlyConfigured(f"{_name} must be at least {_least}, not {_value}.")

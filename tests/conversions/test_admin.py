@@ -126,7 +126,9 @@ def test_retry_failed_converts_again_and_resend_email_sends_a_second_email(
     job = Conversion.objects.get(pk=response.json()["id"])
     assert services.conversion_mark_failed(conversion_id=job.id, error=InternalError("Boom.", detail="x"))
 
-    assert run_action(admin_client, "retry_failed", job) == ["1 conversion(s) queued again; 0 skipped (not failed or cancelled)."]
+    assert run_action(admin_client, "retry_failed", job) == [
+        "1 conversion(s) queued again; 0 skipped (not failed or cancelled, or expired)."
+    ]
     wait_for(lambda: status_of(job.id) == Conversion.Status.DONE, timeout=90, message="the retried job to finish")
     job.refresh_from_db()
     assert (job.error_code, job.error_message, job.error_detail) == ("", "", "")
@@ -139,10 +141,13 @@ def test_retry_failed_converts_again_and_resend_email_sends_a_second_email(
     assert [message["Subject"] for message in mailbox.to(user.email)] == ["MP3 Download", "MP3 Download"]
 
 
-def test_retry_skips_jobs_that_are_not_failed(admin_client):
-    job = ConversionFactory(status=Conversion.Status.DONE)
-    assert run_action(admin_client, "retry_failed", job) == ["0 conversion(s) queued again; 1 skipped (not failed or cancelled)."]
-    assert status_of(job.id) == Conversion.Status.DONE
+@pytest.mark.parametrize("status", [Conversion.Status.DONE, Conversion.Status.EXPIRED])
+def test_retry_skips_jobs_that_are_not_failed(admin_client, status):
+    job = ConversionFactory(status=status)
+    assert run_action(admin_client, "retry_failed", job) == [
+        "0 conversion(s) queued again; 1 skipped (not failed or cancelled, or expired)."
+    ]
+    assert status_of(job.id) == status
 
 
 # --- Users -------------------------------------------------------------------------------------------------------

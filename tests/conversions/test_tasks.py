@@ -1,21 +1,30 @@
-"""The Celery task wrappers, run in-process with Task.apply() (local execution; retries are re-applied locally)."""
+"""The Celery task wrappers, run in-process with Task.apply() (local execution; retries are re-applied locally); and
+the retention sweep's task as the workers' timer publishes it, with a real notify worker."""
 
 import logging
+import os
+import uuid
 from datetime import timedelta
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from celery import states
 from celery.exceptions import SoftTimeLimitExceeded
+from django.core.cache import cache
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import OperationalError
 from django.utils import timezone
 
 from conversions import engine, services
+from conversions.filenames import source_name
 from conversions.models import Conversion
+from conversions.services import retention
 from conversions.tasks import CONVERT_MAX_RETRIES, convert_video_task
-from tests.factories import ConversionFactory
+from tests.factories import ConversionFactory, DoneConversionFactory
+from tests.fixtures.workers import start_worker, stop_worker
+from tests.utils import wait_for
 
 Status = Conversion.Status
 
@@ -189,3 +198,40 @@ def test_a_forged_message_is_logged_safely_and_dropped(db, job, attempts, caplog
     line = record.getMessage()
     assert "\n" not in line and len(line) < 200
     assert "injected" not in line or "\\n" in line  # repr-escaped: the forged line break stays on this line
+
+
+# --- the retention sweep, end to end -------------------------------------------------------------------------------
+@pytest.mark.e2e
+def test_the_workers_timer_has_the_retention_sweep_run(transactional_db, tmp_path, user):
+    # A job done 31 days ago, and a file two days old that no row names (its upload died before the row was written).
+    done = DoneConversionFactory(owner=user)
+    Conversion.objects.filter(pk=done.pk).update(finished_at=timezone.now() - timedelta(days=31))
+    orphan = default_storage.save(source_name(uuid.uuid4()), ContentFile(b"video"))
+    two_days_ago = (timezone.now() - timedelta(days=2)).timestamp()
+    os.utime(default_storage.path(orphan), (two_days_ago, two_days_ago))
+    cache.delete_many([retention.LAST_SWEEP_KEY, retention.QUEUED_KEY])
+
+    # Workers as every deployment starts them, nothing else: a notify worker whose reconciler timer (every second here)
+    # publishes the sweep, and a fetch worker, which consumes the maintenance queue and runs it.
+    workers = [
+        start_worker("notify-worker", tmp_path, CELERY_WORKER_HOSTNAME="notify-retention@%h",
+                     RECONCILE_INTERVAL_SECONDS="1"),
+        start_worker("fetch-worker", tmp_path, CELERY_WORKER_HOSTNAME="fetch-retention@%h"),
+    ]
+
+    def swept() -> bool:
+        if Conversion.objects.get(pk=done.pk).status == Status.EXPIRED and not default_storage.exists(orphan):
+            return True
+        # Another worker of this session may have swept just before these rows were there: then its turn is over
+        # for RETENTION_SWEEP_MINUTES. Make the next one due (the worker still has to publish and run it).
+        if cache.get(retention.LEASE_KEY) is None and cache.get(retention.QUEUED_KEY) is None:
+            cache.delete(retention.LAST_SWEEP_KEY)
+        return False
+
+    try:
+        wait_for(swept, timeout=60, message="the timer's retention sweep")
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+    assert not default_storage.exists(done.mp3.name)
+    assert Conversion.objects.get(pk=done.pk).original_filename == done.original_filename

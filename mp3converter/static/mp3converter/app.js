@@ -50,7 +50,7 @@
     }
     const error = field(root, "error");
     if (error) {
-      const message = job.error && job.status !== "cancelled" ? job.error.message : "";
+      const message = job.error && job.status !== "cancelled" && job.status !== "expired" ? job.error.message : "";
       error.textContent = message;
       error.hidden = !message;
     }

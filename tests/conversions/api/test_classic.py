@@ -21,6 +21,8 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from conversions import engine
 from conversions.models import Conversion
+from conversions.services import conversions_expire
+from mp3converter.errors import ConversionExpired
 from tests.factories import PASSWORD, ConversionFactory, UserFactory
 from tests.media import probe_output
 from tests.utils import wait_for
@@ -382,6 +384,14 @@ def test_download_of_a_job_that_is_not_done(client, user, status):
     conversion = ConversionFactory(owner=user, status=status)
     text = assert_text(download(client, bearer(user), str(conversion.id)), 409)
     assert "not ready" in text and status in text
+
+
+def test_download_of_an_expired_job_is_gone_with_a_sentence(client, user, media, cleanup_files):
+    conversion = done_conversion(user, media("mp3"))
+    cleanup_files.append(conversion.mp3.name)
+    conversions_expire(now=timezone.now() + timedelta(days=31))
+    assert_text(download(client, bearer(user), str(conversion.id)), 410, ConversionExpired.message)
+    assert not default_storage.exists(conversion.mp3.name)
 
 
 def test_download_authentication(client, user, media, cleanup_files):

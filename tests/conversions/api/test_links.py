@@ -12,7 +12,8 @@ from django.test import Client
 from django.utils import timezone
 
 from conversions.models import Conversion
-from conversions.services import links
+from conversions.services import conversions_expire, links
+from mp3converter.errors import ConversionExpired
 from tests.conversions.api.helpers import job_url, mp3_bytes
 from tests.factories import ConversionFactory, DoneConversionFactory
 
@@ -92,7 +93,7 @@ def refusal(response, status: int, code: str, heading: str) -> Page:
     assert not {"script", "style"} & set(tags)
     assert all("style" not in attrs and not any(name.startswith("on") for name in attrs) for _, attrs in page.tags)
     error = next(cls for cls in (links.LinkInvalid, links.LinkExpired, links.LinkRevoked, links.LinkReplaced,
-                                 links.LinkDeleted) if cls.code == code)
+                                 links.LinkDeleted, ConversionExpired) if cls.code == code)
     assert error.message in " ".join(page.text["main"].split())
     return page
 
@@ -185,6 +186,16 @@ def test_deleting_the_job_kills_its_links(api_client, done):
     assert api_client.delete(job_url(done.id)).status_code == 204
     page = refusal(open_link(link), 410, "link_deleted", "This conversion was deleted")
     assert "sign in" not in page.text["main"]  # nothing is left to sign in for
+
+
+def test_an_expired_jobs_links_die_with_it(api_client, done):
+    link = make_link(api_client, done)
+    conversions_expire(now=timezone.now() + timedelta(days=31))
+    page = refusal(open_link(link), 410, "conversion_expired", "This conversion has expired")
+    assert "sign in" not in page.text["main"]  # nothing is left to sign in for
+    again = api_client.post(job_url(done.id, "link"))
+    assert again.status_code == 410
+    assert again.json() == {"code": "conversion_expired", "detail": ConversionExpired.message}
 
 
 def test_an_expired_link_is_refused(api_client, done, monkeypatch):

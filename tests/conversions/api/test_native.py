@@ -1,12 +1,18 @@
 """The native API end to end: real upload, real RabbitMQ, real worker processes, real ffmpeg, real SMTP."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core.files.storage import default_storage
 from django.test import Client
+from django.utils import timezone
 
 from conversions.models import Conversion
+from conversions.services import conversions_expire
+from conversions.services.lifecycle import RETRY_EXPIRED
+from mp3converter.errors import ConversionExpired
+from tests.factories import ConversionFactory, DoneConversionFactory
 from tests.conversions.api.helpers import mp3_bytes, upload, wait_finished
 from tests.media import probe_output
 from tests.utils import stored_files, wait_for
@@ -239,3 +245,32 @@ def test_a_source_url_meets_the_account_gate_and_limits(api_client, user):
     limited = api_client.post("/api/conversions/", {"source_url": "https://media.example/a.mp4"}, format="multipart")
     assert (limited.status_code, limited.json()["code"]) == (429, "rate_limited")
     assert Conversion.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_an_expired_job_shows_its_status_and_cannot_be_retried(api_client, user):
+    failed = ConversionFactory(owner=user, status="failed", finished_at=timezone.now(), error_code="corrupt_media",
+                               error_message="The file is damaged: its audio could not be decoded.")
+    assert api_client.get(f"/api/conversions/{failed.id}/").json()["status"] == "failed"
+    conversions_expire(now=timezone.now() + timedelta(hours=25))
+
+    body = api_client.get(f"/api/conversions/{failed.id}/").json()
+    assert (body["status"], body["download_url"], body["error"]["code"]) == ("expired", None, "corrupt_media")
+    assert [job["status"] for job in api_client.get("/api/conversions/").json()["results"]] == ["expired"]
+    retry = api_client.post(f"/api/conversions/{failed.id}/retry/")
+    assert retry.status_code == 410
+    assert retry.json() == {"code": "conversion_expired", "detail": RETRY_EXPIRED}
+    assert api_client.post(f"/api/conversions/{failed.id}/cancel/").status_code == 409
+    assert Conversion.objects.get(pk=failed.pk).status == Conversion.Status.EXPIRED
+
+
+@pytest.mark.django_db
+def test_an_expired_jobs_download_and_tracks_answer_410_with_a_sentence(api_client, user):
+    done = DoneConversionFactory(owner=user)
+    assert conversions_expire(now=timezone.now() + timedelta(days=31)).expired == [done.id]
+    assert not default_storage.exists(done.mp3.name)
+    download = api_client.get(f"/api/conversions/{done.id}/download/")
+    assert download.status_code == 410
+    assert download.json() == {"code": "conversion_expired", "detail": ConversionExpired.message}
+    track = api_client.get(f"/api/conversions/{done.id}/tracks/1/download/")
+    assert (track.status_code, track.json()["code"]) == (410, "conversion_expired")

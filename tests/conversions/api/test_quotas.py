@@ -157,7 +157,8 @@ def test_storage_limit_with_the_received_size(db, api, media):
     path = media("mp4_aac")
     user = UserFactory(quota_storage_mb=1)
     # Room left: less than the file, but within the form framing the early check allows for.
-    ConversionFactory(owner=user, status=Status.DONE, source_size=MB // 2, mp3_size=MB // 2 - path.stat().st_size + 1)
+    ConversionFactory(owner=user, status=Status.DONE, source="sources/a", source_size=MB // 2,
+                      mp3_size=MB // 2 - path.stat().st_size + 1)
     _, sentence = refused_and_kept_nothing(api(user), user, path, 413, "quota_exceeded")
     used = MB - path.stat().st_size + 1
     assert sentence == (
@@ -173,7 +174,7 @@ def test_storage_limit_from_the_declared_length(db, api, media):
     path = media("mp4_aac", duration=20.0)
     assert path.stat().st_size > 2 * 64 * 1024
     user = UserFactory(quota_storage_mb=1)
-    ConversionFactory(owner=user, status=Status.DONE, source_size=MB - 1024)
+    ConversionFactory(owner=user, status=Status.DONE, source="sources/a", source_size=MB - 1024)
     _, sentence = refused_and_kept_nothing(api(user), user, path, 413, "quota_exceeded")
     assert "would pass your storage limit of 1 MB: you already store 1.0 MB." in sentence
 
@@ -267,7 +268,7 @@ def test_me_shows_verification_limits_and_usage(db, media):
     user = UserFactory(quota_storage_mb=500)
     client = bearer_client(user)
     job = upload(client, media("mp4_aac")).json()
-    ConversionFactory(owner=user, status=Status.DONE, source_size=1000, mp3_size=300)
+    ConversionFactory(owner=user, status=Status.DONE, source="sources/a", source_size=1000, mp3_size=300)
     UploadRecord.objects.create(owner=user, created_at=timezone.now() - timedelta(hours=2))  # outside the window
     me = client.get("/api/auth/me/").json()
     assert me["email_verified"] is True

@@ -89,6 +89,18 @@ def test_a_queued_job_is_a_conflict_naming_it(api_client, user, done_job):
 
 
 @pytest.mark.django_db
+def test_an_expired_job_is_gone_naming_it(api_client, user, done_job):
+    expired = ConversionFactory(owner=user, original_filename="old.mp4", status="expired")
+    response = api_client.post(ZIP_URL, {"ids": [str(done_job.id), str(expired.id)]}, format="json")
+    assert response.status_code == 410
+    assert response.json() == {
+        "code": "conversion_expired",
+        "detail": "Expired conversions have no MP3 any more (their files were removed after the time this service "
+        f"keeps them): {expired.id} (old.mp4).",
+    }
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("body", "fmt", "expected"),
     [

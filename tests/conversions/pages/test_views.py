@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from conversions.models import Conversion
+from conversions.services.lifecycle import RETRY_EXPIRED
 from tests.conversions.api.helpers import convert_all, mp3_bytes, upload
 from tests.factories import ConversionFactory, UserFactory
 from tests.fixtures.users import bearer_client
@@ -232,6 +233,27 @@ def test_a_failed_job_shows_why_in_words_with_a_retry_button():
     page = signed_in(user).get(f"/conversions/{job.id}/").content.decode()
     assert "The file is damaged: its audio could not be decoded." in page
     assert re.search(rf'action="/conversions/{job.id}/retry/"[^>]*data-when="failed cancelled">', page)
+
+
+def test_an_expired_job_says_so_with_nothing_to_play_download_share_or_retry():
+    user = UserFactory()
+    job = ConversionFactory(owner=user, status="expired", error_code="corrupt_media",
+                            error_message="The file is damaged: its audio could not be decoded.")
+    client = signed_in(user)
+    page = client.get(f"/conversions/{job.id}/").content.decode()
+    assert f'<span class="status status-expired" data-field="status">Expired</span>' in page
+    assert "Its files were removed after the time this service keeps them" in page
+    assert "<audio" not in page and "Make a share link" not in page
+    assert re.search(r'data-field="error" hidden>', page)
+    # The controls the script shows for other states are there, hidden.
+    assert re.search(rf'href="/api/conversions/{job.id}/download/" data-when="done" download hidden>', page)
+    assert re.search(rf'action="/conversions/{job.id}/retry/"[^>]*data-when="failed cancelled" hidden>', page)
+    listed = client.get("/conversions/").content.decode()
+    assert 'class="status status-expired"' in listed and '"expired": "Expired"' in listed
+
+    retried = post(client, f"/conversions/{job.id}/retry/")
+    assert [str(message) for message in retried.wsgi_request._messages] == [RETRY_EXPIRED]
+    assert Conversion.objects.get(pk=job.pk).status == "expired"
 
 
 def test_cancel_retry_and_delete_from_the_page():

@@ -148,8 +148,8 @@ def test_a_limit_of_zero_allows_no_upload(db, defaults):
 # --- storage ----------------------------------------------------------------------------------------------------
 def test_storage_counts_sources_and_mp3s_together(db, defaults, create, media):
     user = UserFactory(quota_storage_mb=1)
-    ConversionFactory(owner=user, status=Status.DONE, source_size=MB // 2, mp3_size=MB // 2 - 100)
-    ConversionFactory(owner=UserFactory(), source_size=10 * MB)  # another user's
+    ConversionFactory(owner=user, status=Status.DONE, source="sources/a", source_size=MB // 2, mp3_size=MB // 2 - 100)
+    ConversionFactory(owner=UserFactory(), source="sources/b", source_size=10 * MB)  # another user's
     assert conversion_usage(user=user).storage_bytes == MB - 100
     before = stored_files()
     with uploaded(media("mp4_aac")) as upload, pytest.raises(QuotaExceeded) as refused:
@@ -166,7 +166,7 @@ def test_storage_counts_sources_and_mp3s_together(db, defaults, create, media):
 
 def test_the_declared_length_less_the_form_framing_is_checked(db, defaults):
     user = UserFactory(quota_storage_mb=1)
-    ConversionFactory(owner=user, source_size=MB - 1000)
+    ConversionFactory(owner=user, source="sources/a", source_size=MB - 1000)
     upload_check_declared(user=user, content_length=str(64 * 1024 + 1000))  # the file itself may still fit
     with pytest.raises(QuotaExceeded):
         upload_check_declared(user=user, content_length=str(64 * 1024 + 1001))
