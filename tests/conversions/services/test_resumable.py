@@ -12,37 +12,11 @@ from django.core.files.storage import default_storage
 from conversions import engine
 from conversions.models import Conversion, ResumableUpload
 from conversions.services import resumable_upload_append, resumable_upload_create
-from conversions.storage import GridFSStorage, S3Storage
-from tests.conversions.storage.conftest import gridfs_database_name, make_gridfs_storage  # noqa: F401
-from tests.conversions.storage.helpers import MOCK_MONGODB_URI, REAL_MONGODB_URI
 from tests.utils import partial_uploads
 
 pytestmark = [pytest.mark.django_db]
 
 
-@pytest.fixture(params=["folder", "gridfs", "s3"])
-def store(request, settings, make_gridfs_storage):  # noqa: F811
-    """This test's default storage: the folder, GridFS (mongomock's unless MONGODB_URI is set), or S3 (moto)."""
-    if request.param == "gridfs":
-        made = make_gridfs_storage()
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "conversions.storage.GridFSStorage",
-                "OPTIONS": {"uri": REAL_MONGODB_URI or MOCK_MONGODB_URI, "database": made._database,
-                            "chunk_size_bytes": made.chunk_size_bytes},
-            },
-        }
-        assert isinstance(default_storage, GridFSStorage)
-        yield request.param
-        # The fixture drops the collections of the storages it made; this one is the settings'.
-        default_storage.files_collection.drop()
-        default_storage.chunks_collection.drop()
-        return
-    if request.param == "s3":
-        request.getfixturevalue("files_in_s3")
-        assert isinstance(default_storage, S3Storage)
-    yield request.param
 
 
 def pieces(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:

@@ -27,11 +27,8 @@ from conversions.services import (
     stored_orphans_remove,
 )
 from conversions.services import lifecycle, retention
-from conversions.storage import GridFSStorage, S3Storage
 from conversions.storage.resumable import resumable_store
 from mp3converter.errors import ConversionExpired
-from tests.conversions.storage.conftest import gridfs_database_name, make_gridfs_storage  # noqa: F401
-from tests.conversions.storage.helpers import MOCK_MONGODB_URI, REAL_MONGODB_URI
 from tests.factories import ConversionFactory, UserFactory
 from tests.utils import wait_for
 
@@ -48,32 +45,6 @@ def folder(settings, tmp_path):
     }
     assert isinstance(default_storage, FileSystemStorage)
     return "folder"
-
-
-@pytest.fixture(params=["folder", "gridfs", "s3"])
-def store(request, settings, make_gridfs_storage):  # noqa: F811
-    """This test's default storage: a folder of its own, GridFS or S3 (a fresh key prefix)."""
-    if request.param == "gridfs":
-        made = make_gridfs_storage()
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "conversions.storage.GridFSStorage",
-                "OPTIONS": {"uri": REAL_MONGODB_URI or MOCK_MONGODB_URI, "database": made._database,
-                            "chunk_size_bytes": made.chunk_size_bytes},
-            },
-        }
-        assert isinstance(default_storage, GridFSStorage)
-        yield request.param
-        default_storage.files_collection.drop()
-        default_storage.chunks_collection.drop()
-        return
-    if request.param == "s3":
-        request.getfixturevalue("files_in_s3")
-        assert isinstance(default_storage, S3Storage)
-        yield request.param
-        return
-    yield request.getfixturevalue("folder")
 
 
 def stored(name: str) -> bool:
