@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q, QuerySet, Sum, prefetch_related_objects
+from django.db.models import Count, Q, QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from mp3converter.prepared import PreparedRead
@@ -71,6 +71,16 @@ def conversion_attempt_rows(*, conversion_id, attempt: int | None) -> QuerySet[C
     a retry) matches nothing, so it changes nothing."""
     rows = Conversion.objects.filter(pk=conversion_id)
     return rows if attempt is None else rows.filter(attempt=attempt)
+
+
+def conversion_counts_by_status(*, statuses: Iterable[str] = Conversion.ACTIVE) -> dict[str, int]:
+    """How many jobs, all owners together, are in each of these states (the metrics' scrape, every few seconds): one
+    query on the status index, cheap for the active states, which hold few jobs. A state with none is 0."""
+    statuses = [str(status) for status in statuses]
+    counts = dict.fromkeys(statuses, 0)
+    rows = Conversion.objects.filter(status__in=statuses).values("status").annotate(jobs=Count("pk")).order_by()
+    counts.update({row["status"]: row["jobs"] for row in rows})
+    return counts
 
 
 # The window of the uploads-per-hour limit.

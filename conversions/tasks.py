@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from mp3converter.errors import InternalError
 from mp3converter.joblog import job_context
+from mp3converter.metrics import storage_error_observed
 
 from .storage import STORAGE_ERRORS
 
@@ -109,6 +110,8 @@ def _run_step(task, step, conversion_id: str, attempt: int | None) -> None:
     except SoftTimeLimitExceeded:
         conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=ConversionTimeout())
     except TRANSIENT_ERRORS as exc:
+        if isinstance(exc, STORAGE_ERRORS):
+            storage_error_observed()
         if task.request.retries >= task.max_retries:
             logger.exception("conversion %s: giving up after %d retries", conversion_id, task.request.retries)
             conversion_mark_failed(conversion_id=conversion_id, attempt=attempt, error=InternalError(detail=repr(exc)))

@@ -32,6 +32,7 @@ rabbitmq_monitoring_password=$(random 18)
 mongodb_root_password=$(random 18)
 mongodb_app_password=$(random 18)
 flower_password=$(random 12)
+metrics_token=$(random 32)
 
 secret mp3converter-django "DJANGO_SECRET_KEY=$django_key"
 secret mp3converter-jwt "JWT_SIGNING_KEY=$jwt_key"
@@ -40,6 +41,7 @@ secret mp3converter-broker "CELERY_BROKER_URL=amqp://mp3converter:$rabbitmq_app_
 secret mp3converter-storage "MONGODB_URI=mongodb://mp3converter:$mongodb_app_password@mongodb:27017/mp3converter"
 secret mp3converter-smtp "EMAIL_URL=$EMAIL_URL"
 secret mp3converter-flower "FLOWER_BASIC_AUTH=admin:$flower_password"
+secret mp3converter-metrics "METRICS_TOKEN=$metrics_token"
 secret mp3converter-mysql "MYSQL_PASSWORD=$mysql_password" "MYSQL_ROOT_PASSWORD=$mysql_root_password"
 secret mp3converter-rabbitmq \
   "RABBITMQ_APP_PASSWORD=$rabbitmq_app_password" "RABBITMQ_MONITORING_PASSWORD=$rabbitmq_monitoring_password"

@@ -9,6 +9,7 @@ from celery import Celery, bootsteps
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready, worker_shutdown
 
 from . import joblog
+from .metrics.processes import MetricsServerStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mp3converter.settings")
 
@@ -47,6 +48,8 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(HeartbeatStep)
+# The worker's metrics, on WORKER_METRICS_PORT (mp3converter/metrics/processes.py).
+app.steps["worker"].add(MetricsServerStep)
 
 logger = logging.getLogger(__name__)
 

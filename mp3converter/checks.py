@@ -1,4 +1,5 @@
-"""The signing keys a deployment runs with: what makes one too weak, and the `check --deploy` check that says so.
+"""The signing keys a deployment runs with (and the metrics token, held to the same rule): what makes one too weak,
+and the `check --deploy` check that says so.
 
 The settings refuse a weak key when DEBUG is off (settings/base.py), so a production process never starts with one;
 the deploy check tells the same to whoever runs `manage.py check --deploy` with DEBUG on, before deploying.
@@ -54,6 +55,8 @@ def signing_keys_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     keys = {"DJANGO_SECRET_KEY": settings.SECRET_KEY}
     if settings.SIMPLE_JWT["SIGNING_KEY"] != settings.SECRET_KEY:
         keys["JWT_SIGNING_KEY"] = settings.SIMPLE_JWT["SIGNING_KEY"]
+    if settings.METRICS_TOKEN:
+        keys["METRICS_TOKEN"] = settings.METRICS_TOKEN
     found = []
     for name, key in keys.items():
         if weakness := key_weakness(key):

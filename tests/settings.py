@@ -41,6 +41,8 @@ os.environ.setdefault("THROTTLE_REGISTER", "10000/min")
 # Tests queue many jobs at once (the fault tests fifty); the quota tests set per-user limits of their own.
 os.environ.setdefault("QUOTA_ACTIVE_JOBS", "1000")
 os.environ.setdefault("QUOTA_UPLOADS_PER_HOUR", "100000")
+# /metrics and the workers' metrics ports answer this token (tests/metrics/, tests/fixtures/workers.py).
+os.environ.setdefault("METRICS_TOKEN", secrets.token_urlsafe(50))
 
 from mp3converter.settings import *  # noqa: E402,F401,F403
 

@@ -46,6 +46,15 @@ def test_the_deploy_check_names_each_weak_key_once():
     assert error.msg == "JWT_SIGNING_KEY contains the placeholder 'change-me'."
 
 
+def test_the_deploy_check_names_a_weak_metrics_token_and_ignores_an_unset_one():
+    strong = secrets.token_urlsafe(50)
+    with override_settings(SECRET_KEY=strong, SIMPLE_JWT={"SIGNING_KEY": strong}, METRICS_TOKEN=""):
+        assert signing_keys_check() == []
+    with override_settings(SECRET_KEY=strong, SIMPLE_JWT={"SIGNING_KEY": strong}, METRICS_TOKEN="change-me-metrics"):
+        [error] = signing_keys_check()
+    assert (error.id, error.msg) == ("mp3converter.E001", "METRICS_TOKEN contains the placeholder 'change-me'.")
+
+
 def test_the_deploy_check_runs_only_with_deploy():
     registered = checks.registry.registry.get_checks(include_deployment_checks=True)
     assert signing_keys_check in registered

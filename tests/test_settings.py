@@ -292,3 +292,32 @@ def test_an_unknown_log_format_is_refused(tmp_path):
     result = run(["manage.py", "check"], production_env(tmp_path, LOG_FORMAT="yaml"))
     assert result.returncode != 0
     assert "ImproperlyConfigured: LOG_FORMAT must be one of text, json, not 'yaml'." in result.stderr
+
+
+EXAMPLE_METRICS_TOKEN = next(
+    line.split("=", 1)[1] for line in (ROOT / "docker" / ".env.example").read_text().splitlines()
+    if line.startswith("METRICS_TOKEN=")
+)
+
+
+@pytest.mark.parametrize(
+    "token, why",
+    [
+        (EXAMPLE_METRICS_TOKEN, "contains the placeholder 'change-me'"),
+        ("s3cr3t-t0ken", "is 12 characters long, fewer than 50"),
+    ],
+    ids=["env-example", "short"],
+)
+def test_with_debug_off_a_weak_metrics_token_stops_the_service(tmp_path, token, why):
+    result = run(["manage.py", "check"], production_env(tmp_path, METRICS_TOKEN=token))
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: METRICS_TOKEN {why}: with DJANGO_DEBUG off" in result.stderr
+    # Unset is no error: the metrics are off (404) until a token is set.
+    found = settings_in(production_env(tmp_path), "METRICS_TOKEN", "WORKER_METRICS_PORT")
+    assert found == {"METRICS_TOKEN": "", "WORKER_METRICS_PORT": 0}
+
+
+def test_a_worker_metrics_port_that_is_no_port_is_refused(tmp_path):
+    result = run(["manage.py", "check"], production_env(tmp_path, WORKER_METRICS_PORT="70000"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: WORKER_METRICS_PORT must be a port number (0: none), not 70000." in result.stderr

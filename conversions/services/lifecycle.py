@@ -22,6 +22,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from mp3converter.errors import ConversionExpired, QueueUnavailable, ServiceError, StorageUnavailable
+from mp3converter.metrics import conversion_finished_observed, storage_error_observed
 
 from .. import engine
 from ..filenames import clean_filename, stem
@@ -87,6 +88,7 @@ def conversion_admit(
     except STORAGE_ERRORS as exc:
         # The storages remove what they wrote of a failed save (GridFS and S3 abort, a folder's partial file goes).
         logger.warning("upload %s: could not store the source: %r", conversion.pk, exc)
+        storage_error_observed()
         raise StorageUnavailable() from exc
     return _insert_and_enqueue(conversion, size=size)
 
@@ -169,6 +171,7 @@ def conversion_mark_failed(*, conversion_id: uuid.UUID | str, error: ServiceErro
     )
     if failed:
         logger.warning("conversion %s: failed with %s: %s", conversion_id, error.code, error.message)
+        conversion_finished_observed(status=Status.FAILED, error_code=error.code)
     return bool(failed)
 
 
@@ -180,6 +183,7 @@ def conversion_cancel(*, conversion: Conversion) -> bool:
     )
     if moved:
         logger.info("conversion %s: cancelled", conversion.pk)
+        conversion_finished_observed(status=Status.CANCELLED, error_code=cancelled.code)
     return bool(moved)
 
 

@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from mp3converter.errors import InternalError
+from mp3converter.metrics import conversion_finished_observed, redelivery_observed
 
 from .. import engine
 from ..filenames import output_name, track_name
@@ -118,6 +119,7 @@ def conversion_convert(
         return
     now = timezone.now()
     claimed = open_rows.update(status=Status.PROCESSING, started_at=now, heartbeat_at=now, progress=0)
+    started = time.monotonic()  # the conversion's wall time runs from the claim (conversion_duration_seconds)
     if not claimed:
         logger.info("conversion %s: nothing to do (finished, cancelled, retried or deleted)", conversion_id)
         return
@@ -150,7 +152,7 @@ def conversion_convert(
             conversion_mark_failed(conversion_id=conversion.id, attempt=conversion.attempt, error=exc)
             return
         if options.splits_chapters:
-            _finish_with_tracks(conversion, tracks, _store_tracks(conversion, tracks))
+            _finish_with_tracks(conversion, tracks, _store_tracks(conversion, tracks), started=started)
             return
         mp3_name = store_replacing(target_path, output_name(conversion.id, conversion.attempt))
     finished = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt).filter(
@@ -170,9 +172,17 @@ def conversion_convert(
         # The job was deleted or cancelled while converting: keep no file nobody owns.
         default_storage.delete(mp3_name)
         return
+    _done_observed(conversion, started=started, audio_seconds=result.duration, size=result.size)
     logger.info(
         "conversion %s: done, %.1f s of audio, %d bytes%s",
         conversion.id, result.duration, result.size, " (stream copied)" if result.copied else "",
+    )
+
+
+def _done_observed(conversion: Conversion, *, started: float, audio_seconds: float, size: int) -> None:
+    conversion_finished_observed(
+        status=Status.DONE, seconds=time.monotonic() - started, audio_seconds=audio_seconds,
+        bytes_in=conversion.source_size, bytes_out=size,
     )
 
 
@@ -201,7 +211,9 @@ def _store_tracks(conversion: Conversion, tracks: engine.TracksResult) -> list[s
     return names
 
 
-def _finish_with_tracks(conversion: Conversion, tracks: engine.TracksResult, names: list[str]) -> None:
+def _finish_with_tracks(
+    conversion: Conversion, tracks: engine.TracksResult, names: list[str], *, started: float
+) -> None:
     """Move the job to done together with its tracks' rows, in one transaction. A job cancelled, retried or deleted
     meanwhile keeps no track file; so does one whose rows could not be written (the task's retry makes them again)."""
     rows = conversion_attempt_rows(conversion_id=conversion.id, attempt=conversion.attempt)
@@ -230,6 +242,7 @@ def _finish_with_tracks(conversion: Conversion, tracks: engine.TracksResult, nam
     if not finished:
         _delete_files(names)
         return
+    _done_observed(conversion, started=started, audio_seconds=tracks.duration, size=tracks.size)
     logger.info(
         "conversion %s: done, %d tracks, %.1f s of audio, %d bytes",
         conversion.id, len(names), tracks.duration, tracks.size,
@@ -261,7 +274,8 @@ def redelivery_limit_error(redeliveries: int) -> InternalError:
 
 def too_many_redeliveries(open_rows, conversion_id, attempt) -> bool:
     """Count a redelivery; fail the job once they pass the limit (its source kills the worker every time)."""
-    open_rows.update(redeliveries=F("redeliveries") + 1)
+    if open_rows.update(redeliveries=F("redeliveries") + 1):
+        redelivery_observed(by="broker")
     redeliveries = open_rows.values_list("redeliveries", flat=True).first()
     if redeliveries is None or redeliveries <= settings.CONVERSION_MAX_REDELIVERIES:
         return False

@@ -34,6 +34,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from mp3converter.joblog import job_context
+from mp3converter.metrics import conversion_finished_observed, redelivery_observed
 
 from ..filenames import output_name
 from ..models import Conversion
@@ -122,6 +123,7 @@ def _requeue_stale_processing(*, cutoff: datetime, now: datetime, done: Reconcil
             )
             if not requeued:
                 continue  # another reconciler, or the job's own worker, got there first
+            redelivery_observed(by="reconciler")
             logger.warning(
                 "conversion %s: %s with no sign of life since %s, queued again as attempt %d (redelivery %d)",
                 job["id"], job["status"], job["heartbeat_at"], job["attempt"] + 1, redeliveries,
@@ -139,6 +141,7 @@ def _fail(rows, job: dict, redeliveries: int, now: datetime, done: Reconciled) -
     )
     if not failed:
         return
+    conversion_finished_observed(status=Status.FAILED, error_code=error.code)
     logger.warning("conversion %s: lost its worker %d times, failed", job["id"], redeliveries)
     done.failed.append(job["id"])
     _discard_output(job)

@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mp3converter.errors import ErrorCode, InvalidRequest, ServiceError, StorageUnavailable
+from mp3converter.metrics import storage_error_observed
 
 from .. import engine
 from ..filenames import source_name
@@ -98,6 +99,7 @@ def resumable_upload_create(*, owner, length: int, filename: str, options: engin
         upload.store_state = store.begin(upload_id=upload.id, name=source_name(upload.conversion_id))
     except STORAGE_ERRORS as exc:
         logger.warning("resumable upload %s: the store refused to start it: %r", upload.id, exc)
+        storage_error_observed()
         raise StorageUnavailable() from exc
     try:
         upload.save(force_insert=True)
@@ -144,6 +146,7 @@ def resumable_upload_append(
             )
         except STORAGE_ERRORS as exc:
             logger.warning("resumable upload %s: the store refused a chunk: %r", upload.id, exc)
+            storage_error_observed()
             raise StorageUnavailable("File storage is unavailable right now. Resume the upload shortly.") from exc
         if checksum is not None and digest.digest() != checksum[1]:  # type: ignore[union-attr]
             appended.undo()
@@ -202,6 +205,7 @@ def _finish(upload: ResumableUpload) -> Conversion:
             store.complete(state=upload.store_state, length=upload.length, name=name)
         except STORAGE_ERRORS as exc:
             logger.warning("resumable upload %s: the store could not assemble it: %r", upload.id, exc)
+            storage_error_observed()
             raise StorageUnavailable() from exc
 
         def store_source(conversion: Conversion) -> None:
@@ -233,6 +237,7 @@ def resumable_upload_delete(*, upload: ResumableUpload) -> None:
         try:
             resumable_store().discard(state=upload.store_state)
         except STORAGE_ERRORS as exc:
+            storage_error_observed()
             raise StorageUnavailable("File storage is unavailable right now. Try again shortly.") from exc
     ResumableUpload.objects.filter(pk=upload.pk).delete()
 

@@ -7,4 +7,5 @@ from .base import *  # noqa: F401,F403
 from .celery import *  # noqa: F401,F403
 from .email import *  # noqa: F401,F403
 from .logs import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403
 from .storage import *  # noqa: F401,F403

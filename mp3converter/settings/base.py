@@ -69,6 +69,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Probes first: the kubelet calls them by pod IP over plain HTTP (see mp3converter/health.py), and they log nothing.
     "mp3converter.health.ProbeMiddleware",
+    # Times every other request; answers /metrics before host validation, as for the probes (mp3converter/metrics/).
+    "mp3converter.metrics.http.MetricsMiddleware",
     # Every other request gets its id before anything logs: in the answer's X-Request-ID and on each line logged for it.
     "mp3converter.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",

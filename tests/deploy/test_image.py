@@ -254,6 +254,7 @@ class Runtime:
             # In-process broker: these runs must not take messages from the suite's RabbitMQ queues.
             "CELERY_BROKER_URL": "memory://",
             "FLOWER_BASIC_AUTH": f"admin:{secrets.token_urlsafe(12)}",
+            "METRICS_TOKEN": secrets.token_urlsafe(50),
         })
         (writable / "media").mkdir()
 
@@ -386,6 +387,10 @@ def test_web_serves_with_a_read_only_root(runtime, collected, migrated):
         assert status == 200 and "font-family" in css
         healthcheck = subprocess.run(compose_healthcheck("web", port), capture_output=True, text=True, timeout=30)
         assert healthcheck.returncode == 0, healthcheck.stderr
+        # /metrics: its gunicorn workers' files in the image's METRICS_DIR, on the writable /tmp.
+        status, metrics = get(f"{base}/metrics", Authorization=f"Bearer {runtime.env['METRICS_TOKEN']}")
+        assert status == 200 and 'view="register"' in metrics, metrics[-2000:]
+        assert list((runtime.path("METRICS_DIR") / "web").glob("*.db"))
         assert web.stop() == 0
     log = web.log()
     assert not [error for error in READ_ONLY_ERRORS if error in log], log[-3000:]
@@ -396,7 +401,8 @@ def test_web_serves_with_a_read_only_root(runtime, collected, migrated):
 )
 def test_workers_run_and_report_health_with_a_read_only_root(runtime, migrated, service, role):
     ready, heartbeat = runtime.path("CELERY_WORKER_READY_FILE"), runtime.path("CELERY_WORKER_HEARTBEAT_FILE")
-    with runtime.start(role, role) as worker:
+    port = free_port()
+    with runtime.start(role, role, WORKER_METRICS_PORT=str(port)) as worker:
         wait_for(lambda: worker.alive() and ready.exists(), timeout=60, message=f"{role} to be ready")
         assert heartbeat.exists()
         for kind in ("live", "ready"):
@@ -404,6 +410,11 @@ def test_workers_run_and_report_health_with_a_read_only_root(runtime, migrated, 
             assert probe.returncode == 0, probe.stderr
         healthcheck = subprocess.run(compose_healthcheck(service), env=runtime.env, capture_output=True, text=True)
         assert healthcheck.returncode == 0, healthcheck.stderr
+        # The worker's metrics port, behind the token.
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert get(metrics)[0] == 401
+        status, body = get(metrics, Authorization=f"Bearer {runtime.env['METRICS_TOKEN']}")
+        assert status == 200 and "mp3converter_conversions_finished_total" in body
         # Warm shutdown: exits 0 and takes its probe files with it.
         assert worker.stop() == 0, worker.log()[-3000:]
     assert not ready.exists() and not heartbeat.exists()
@@ -418,6 +429,10 @@ def test_flower_serves_with_a_read_only_root(runtime):
         wait_for(lambda: flower.alive() and get(f"{base}/healthcheck")[0] == 200, timeout=60, message="flower")
         assert get(f"{base}/healthcheck")[1] == "OK"
         assert get(f"{base}/")[0] == 401  # the dashboard itself needs the basic-auth credentials
+        # Flower's own metrics stay as they were: Flower answers /metrics without its credentials (only a port-forward
+        # reaches it on Kubernetes), in its own registry, untouched by the service's.
+        status, metrics = get(f"{base}/metrics")
+        assert status == 200 and "flower_events_total" in metrics and "mp3converter_" not in metrics
         healthcheck = subprocess.run(compose_healthcheck("flower", port), capture_output=True, text=True, timeout=30)
         assert healthcheck.returncode == 0, healthcheck.stderr
         flower.stop()

@@ -33,12 +33,15 @@ class Endpoint:
 OUTSIDE = [
     Endpoint("ingress-nginx", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx", COMPONENT: "controller"}),
     Endpoint("keda", "keda", {"app": "keda-operator"}),
+    Endpoint("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}),
+    # Another pod of the monitoring namespace (Grafana, say): it scrapes nothing.
+    Endpoint("grafana", "monitoring", {"app.kubernetes.io/name": "grafana"}),
     Endpoint("dns", "kube-system", {"k8s-app": "kube-dns"}),
     Endpoint("other-namespace", "default", {"app.kubernetes.io/name": "mp3converter", COMPONENT: "web"}),
     Endpoint("internet", None, ip="203.0.113.25"),
     Endpoint("private-host", None, ip="10.1.2.3"),
 ]
-TCP_PORTS = (25, 80, 443, 465, 587, 3306, 5555, 5672, 8000, 15672, 27017)
+TCP_PORTS = (25, 80, 443, 465, 587, 3306, 5555, 5672, 8000, 9808, 15672, 27017)
 PORTS = [(port, "TCP") for port in TCP_PORTS] + [(53, "UDP"), (53, "TCP")]
 MAIL = [(25, "TCP"), (465, "TCP"), (587, "TCP")]
 WEB = [(80, "TCP"), (443, "TCP")]
@@ -48,6 +51,9 @@ NEEDED = {
     ("ingress-nginx", "web", 8000, "TCP"),
     ("ingress-nginx", "rabbitmq", 15672, "TCP"),
     ("keda", "rabbitmq", 15672, "TCP"),
+    # Prometheus scrapes web's /metrics and each worker's metrics port (k8s/monitoring/).
+    ("prometheus", "web", 8000, "TCP"),
+    *[("prometheus", role, 9808, "TCP") for role in ("fetch-worker", "convert-worker", "notify-worker")],
     *[(role, "mysql", 3306, "TCP") for role in ("web", "fetch-worker", "convert-worker", "notify-worker", "migrate")],
     *[(role, "rabbitmq", 5672, "TCP") for role in ("web", "fetch-worker", "convert-worker", "notify-worker", "flower")],
     *[(role, "mongodb", 27017, "TCP") for role in ("web", "fetch-worker", "convert-worker")],
@@ -232,13 +238,17 @@ def test_the_guard_rails_by_name(policies, pods):
     def can(source, destination, port, protocol="TCP"):
         return allowed(policies, by_name[source], by_name[destination], port, protocol)
 
-    # The convert worker, which parses hostile media, takes no connection and sends no mail.
+    # The convert worker, which parses hostile media, takes no connection but Prometheus's scrape of its metrics port,
+    # and sends no mail.
     assert not any(
         can(source, "convert-worker", port, protocol)
         for source in by_name
         for port, protocol in PORTS
-        if source != "convert-worker"
+        if source != "convert-worker" and (source, port) != ("prometheus", 9808)
     )
+    # Prometheus reaches the metrics ports only: no store, no AMQP; nobody else in its namespace reaches them.
+    assert can("prometheus", "convert-worker", 9808) and not can("grafana", "convert-worker", 9808)
+    assert not any(can("prometheus", store, port) for store, port in (("mysql", 3306), ("rabbitmq", 5672)))
     assert not any(can("convert-worker", "internet", port) for port in (25, 443, 465, 587))
     # Only the two mail-sending roles reach SMTP, and only on mail ports; nobody reaches a private host.
     assert can("notify-worker", "internet", 587) and not can("notify-worker", "internet", 443)

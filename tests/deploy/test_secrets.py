@@ -16,11 +16,14 @@ from tests.deploy.readers import APP_ENV, APP_SERVICES, compose, env_file, fille
 
 # What each role uses, by variable: the contract docs/deploy.md's table states ("Who gets which secret").
 ROLE_SECRETS = {
-    # web signs the API tokens and sends the address-confirmation emails itself (accounts/verification.py).
-    "web": {"DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI"},
-    "fetch-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI"},
-    "convert-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI"},
-    "notify-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "EMAIL_URL"},
+    # web signs the API tokens and sends the address-confirmation emails itself (accounts/verification.py). It and the
+    # workers serve metrics to whoever holds METRICS_TOKEN (Prometheus, k8s/monitoring/).
+    "web": {
+        "DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI", "METRICS_TOKEN",
+    },
+    "fetch-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI", "METRICS_TOKEN"},
+    "convert-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "MONGODB_URI", "METRICS_TOKEN"},
+    "notify-worker": {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "EMAIL_URL", "METRICS_TOKEN"},
     "flower": {"DJANGO_SECRET_KEY", "CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"},
     "migrate": {"DJANGO_SECRET_KEY", "DATABASE_URL"},
     "mysql": {"MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD"},
@@ -142,6 +145,8 @@ def test_each_compose_service_gets_exactly_the_secrets_its_role_uses():
     for name, variable in by_value.items():
         expected = {service for service, role in roles.items() if variable in ROLE_SECRETS[role]}
         assert holders(values[name], services) & set(APP_SERVICES) == expected, name
+    # The metrics token: web only, since no Prometheus scrapes the Compose stack's workers.
+    assert holders(values["METRICS_TOKEN"], services) == {"web"}
     # Each store's own credentials reach that store only (and root's never leave it).
     assert holders(values["MONGO_ROOT_PASSWORD"], services) == {"mongo"}
     assert holders(values["RABBITMQ_MONITORING_PASSWORD"], services) == {"rabbitmq"}
@@ -261,6 +266,7 @@ def test_generated_secrets_repeat_each_password_consistently_and_are_fresh_each_
         mongodb["MONGO_INITDB_ROOT_PASSWORD"],
         mongodb["MONGO_APP_PASSWORD"],
         first["mp3converter-flower"]["FLOWER_BASIC_AUTH"].split(":", 1)[1],
+        first["mp3converter-metrics"]["METRICS_TOKEN"],
     ]
     assert len(set(passwords)) == len(passwords), "every password is its own"
     assert all(len(password) >= 24 and "change-me" not in password for password in passwords)
