@@ -223,8 +223,11 @@ class ConversionErrorSerializer(serializers.Serializer):
 
 
 def _absolute(serializer: serializers.Serializer, path: str) -> str:
+    """An absolute URL: on the request's host, or on `base_url` in the context (a webhook's, PUBLIC_BASE_URL)."""
     request = serializer.context.get("request")
-    return request.build_absolute_uri(path) if request is not None else path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return serializer.context.get("base_url", "") + path
 
 
 class TrackOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
@@ -252,6 +255,7 @@ class ConversionOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     source_url = serializers.CharField(
         read_only=True, help_text="The URL the source was imported from; empty for an uploaded file."
     )
+    webhook_url = serializers.CharField(read_only=True, help_text="The job's own webhook; empty: none.")
     # Annotated by conversions.selectors; missing (None) on a job just created, which nobody was told about yet.
     notified_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
@@ -265,6 +269,7 @@ class ConversionOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
             "source_size",
             "source_url",
             "options",
+            "webhook_url",
             "mp3_size",
             "duration_seconds",
             "error",

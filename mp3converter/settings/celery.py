@@ -66,6 +66,7 @@ CELERY_TASK_QUEUES = (
     Queue("notify", _exchange, routing_key="notify"),
     # Notifications: one queue per channel (notifications/channels/); the notify worker consumes them all.
     Queue("email", _exchange, routing_key="email"),
+    Queue("webhook", _exchange, routing_key="webhook"),
 )
 CELERY_TASK_DEFAULT_EXCHANGE = "mp3converter"
 CELERY_TASK_DEFAULT_ROUTING_KEY = "convert"
