@@ -149,6 +149,21 @@ class ConversionOptionsInputSerializer(KnownFieldsOnly, serializers.Serializer):
         "title; the download is then a ZIP of the tracks and an .m3u playlist. Not with trim_start or trim_end. "
         "Default: none, one MP3.",
     )
+    # Not an output option: where the job's own webhook goes (notifications/webhooks.py). Every way in takes it with
+    # the options: the native and classic uploads, tus metadata and the web page.
+    webhook_url = serializers.CharField(
+        required=False, allow_blank=True, max_length=outbound.MAX_URL_LENGTH, trim_whitespace=True,
+        help_text="An http or https URL told by a signed POST (Standard Webhooks) when this job is done or failed, "
+        "as your webhook endpoints are; signed with your jobs' webhook secret (POST /api/webhooks/job-secret/). Only "
+        "public addresses are reached (OUTBOUND_ALLOWED_NETWORKS adds others).",
+    )
+
+    def validate_webhook_url(self, value: str) -> str:
+        from notifications.webhooks import webhook_url_problem
+
+        if value and (problem := webhook_url_problem(value)) is not None:
+            raise serializers.ValidationError(problem, code=ErrorCode.INVALID_REQUEST)
+        return value
 
     def validate(self, attrs):
         given = {name: value for name, value in attrs.items() if name in engine.OutputOptions.names()}
@@ -161,6 +176,10 @@ class ConversionOptionsInputSerializer(KnownFieldsOnly, serializers.Serializer):
 
     def to_options(self) -> engine.OutputOptions:
         return self._options
+
+    def to_webhook_url(self) -> str:
+        """The job's own webhook URL; empty: none."""
+        return self.validated_data.get("webhook_url", "")
 
 
 def source_url_problem(value: str) -> str:

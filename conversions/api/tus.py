@@ -250,7 +250,8 @@ class UploadCreateView(TusView):
         )
         options.is_valid(raise_exception=True)
         upload = resumable_upload_create(
-            owner=request.user, length=length, filename=filename, options=options.to_options()
+            owner=request.user, length=length, filename=filename, options=options.to_options(),
+            webhook_url=options.to_webhook_url(),
         )
         headers = {"Location": request.build_absolute_uri(reverse("upload-detail", args=[upload.id]))}
         if _content_length(request) > 0:
