@@ -35,7 +35,9 @@ BAD_ENDPOINT = OpenApiResponse(
     "service may not reach: loopback, private, …), an unknown event, or a field that is not one of these: "
     "{field: [messages]}.",
 )
-ENDPOINT_ID = OpenApiParameter("endpoint_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The endpoint's id.")
+ENDPOINT_ID = OpenApiParameter(
+    "endpoint_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The endpoint's id."
+)
 
 
 def _endpoint_or_404(request, endpoint_id):

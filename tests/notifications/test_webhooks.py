@@ -129,7 +129,9 @@ def test_a_finished_job_makes_one_message_per_endpoint_that_wants_its_event_and_
     reachable, user, other_user, queued
 ):
     wants_all, _ = webhook_endpoint_create(owner=user, url="http://127.0.0.1:9/all")
-    failures_only, _ = webhook_endpoint_create(owner=user, url="http://127.0.0.1:9/failed", events=["conversion.failed"])
+    failures_only, _ = webhook_endpoint_create(
+        owner=user, url="http://127.0.0.1:9/failed", events=["conversion.failed"]
+    )
     webhook_endpoint_create(owner=user, url="http://127.0.0.1:9/off", active=False)
     webhook_endpoint_create(owner=other_user, url="http://127.0.0.1:9/theirs")
     done = finished_job(user, webhook_url="http://127.0.0.1:9/this-job")
