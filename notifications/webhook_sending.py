@@ -95,7 +95,9 @@ def webhook_delivery_send(*, delivery_id: int) -> Sent:
             return Sent(Outcome.BUSY, wait=(row["claimed_at"] + claim_timeout() - now).total_seconds() + 1)
         # Sent or given up already, deleted, or not due yet (an early copy: the due one comes at its time).
         return Sent(Outcome.SETTLED)
-    delivery = WebhookDelivery.objects.select_related("endpoint", "owner").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("endpoint", "owner").filter(pk=delivery_id).first()
+    if delivery is None:
+        return Sent(Outcome.SETTLED)  # its endpoint was deleted meanwhile, and its log with it
     WebhookAttempt.objects.filter(delivery=delivery, finished_at__isnull=True).update(
         finished_at=now, error=INTERRUPTED
     )
