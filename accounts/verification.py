@@ -52,6 +52,8 @@ EMAILS = {
     "verify": "accounts/verify_email.txt",
     "registration_attempt": "accounts/registration_attempt.txt",
     "password_reset": "accounts/password_reset_email.txt",
+    # A webhook endpoint the service disabled after its deliveries kept failing (notifications/webhooks.py).
+    "webhook_disabled": "notifications/webhook_disabled.txt",
 }
 
 

@@ -39,6 +39,9 @@ class Conversion(models.Model):
     # Where the source comes from when it was imported from a URL instead of uploaded; empty for uploads. Such a job
     # has no stored source until the fetch step has downloaded it.
     source_url = models.URLField(max_length=2048, blank=True, default="", db_default="")
+    # The job's own webhook (an upload option): told when this job is done or failed, as the owner's endpoints are
+    # (notifications/webhooks.py). Checked by the outbound guard at upload and again when sent.
+    webhook_url = models.URLField(max_length=2048, blank=True, default="", db_default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     # Bumped by every retry; messages carry it, so a stale message from an earlier attempt changes nothing.
     attempt = models.PositiveIntegerField(default=1)
@@ -165,6 +168,8 @@ class ResumableUpload(models.Model):
     original_filename = models.CharField(max_length=255)
     # The output options as the conversion will store them (engine.OutputOptions.as_dict()).
     options = models.JSONField(default=dict, blank=True)
+    # The conversion's own webhook, as the conversion will store it.
+    webhook_url = models.URLField(max_length=2048, blank=True, default="", db_default="")
     # The store's own bookkeeping: a GridFS file id, an S3 multipart upload's id, parts and buffered tail.
     store_state = models.JSONField(default=dict, blank=True)
     # One request writes at a time: a PATCH claims the upload until this moment (renewed while it streams).

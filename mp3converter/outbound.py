@@ -1,5 +1,5 @@
-"""Outbound HTTP made on a user's behalf (a URL import today, webhooks later): the SSRF guard, and requests that
-connect only to the address the guard checked.
+"""Outbound HTTP made on a user's behalf (URL imports and webhooks): the SSRF guard, and requests that connect only
+to the address the guard checked.
 
 - A URL must be http or https, name a host and carry no user name or password.
 - The host is resolved once. Every address it resolves to must be public: loopback, private, link-local, CGNAT,
@@ -9,7 +9,8 @@ connect only to the address the guard checked.
 - The connection goes to the checked address itself, not to the name again, so a DNS answer that changes between the
   check and the connection (DNS rebinding) cannot lead anywhere else. The Host header keeps the name, and HTTPS sends
   the name as SNI and checks the certificate against it.
-- Redirects are followed by hand, at most MAX_REDIRECTS, each one checked again like the first URL.
+- Redirects are followed by hand, at most MAX_REDIRECTS, each one checked again like the first URL (a GET); a POST
+  (`post`, webhooks) follows none.
 
 No Django model in here: only the settings and the error model.
 """
@@ -25,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 from django.conf import settings
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError, SSLError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError, SSLError
 
 from .errors import ErrorCode, ServiceError
 
@@ -131,8 +132,9 @@ def address_problem(address: str | IPAddress, *, allowed=None) -> str | None:
     return None
 
 
-def url_problem(url: str) -> str | None:
-    """What makes `url` unusable before any lookup (scheme, host, port, credentials), as a sentence; None if fine."""
+def url_problem(url: str, *, use: str = "imported") -> str | None:
+    """What makes `url` unusable before any lookup (scheme, host, port, credentials), as a sentence; None if fine.
+    `use` says what the URL is for, in the sentence: "imported", "used for webhooks"."""
     if len(url) > MAX_URL_LENGTH:
         return f"The URL is longer than {MAX_URL_LENGTH} characters."
     try:
@@ -141,11 +143,11 @@ def url_problem(url: str) -> str | None:
     except ValueError:
         return "This is not a valid URL."
     if parts.scheme.lower() not in SCHEMES:
-        return "Only http and https URLs can be imported."
+        return f"Only http and https URLs can be {use}."
     if not parts.hostname:
         return "The URL names no host."
     if parts.username is not None or parts.password is not None:
-        return "A URL with a user name or password cannot be imported."
+        return f"A URL with a user name or password cannot be {use}."
     if port == 0:
         return "The URL's port is not valid."
     return None
@@ -174,10 +176,10 @@ class Target:
         return host if self.port == SCHEMES[self.scheme] else f"{host}:{self.port}"
 
 
-def check_url(url: str, *, resolve: Resolver = system_resolve) -> Target:
+def check_url(url: str, *, resolve: Resolver = system_resolve, use: str = "imported") -> Target:
     """Check a URL and resolve its host once; ForbiddenAddress if any address it resolves to is refused,
     OutboundFailed if it cannot be used or resolved."""
-    if (problem := url_problem(url)) is not None:
+    if (problem := url_problem(url, use=use)) is not None:
         raise OutboundFailed(problem)
     parts = urlsplit(url)
     scheme, host = parts.scheme.lower(), parts.hostname
@@ -216,7 +218,9 @@ def connection_pool(target: Target, *, timeout: urllib3.Timeout) -> urllib3.HTTP
 
 def failure(exc: Exception, host: str, timeout: urllib3.Timeout) -> OutboundFailed:
     """An urllib3 error as a sentence naming the server."""
-    if isinstance(exc, ConnectTimeoutError):
+    if isinstance(exc, NewConnectionError):  # refused, unreachable (urllib3 makes it a kind of connect timeout)
+        message = f"The server at {host} refused the connection, or could not be reached."
+    elif isinstance(exc, ConnectTimeoutError):
         message = f"The server at {host} did not accept a connection within {timeout.connect_timeout:g} seconds."
     elif isinstance(exc, ReadTimeoutError):
         message = f"The server at {host} stopped sending for more than {timeout.read_timeout:g} seconds."
@@ -258,3 +262,25 @@ def open_url(
         pool.close()
         url = urljoin(url, location.strip())
     raise OutboundFailed(f"The server at {target.host} redirected more than {max_redirects} times.")
+
+
+def post(
+    url: str, *, body: bytes, headers: dict[str, str], timeout: urllib3.Timeout, resolve: Resolver = system_resolve,
+    user_agent: str = USER_AGENT,
+) -> int:
+    """POST `body` to `url` through the guard, checked at connect time, and return the answer's status. No redirect
+    is followed (a 3xx is an answer like any other) and the answer's body is not read."""
+    target = check_url(url, resolve=resolve, use="used for webhooks")
+    pool = connection_pool(target, timeout=timeout)
+    try:
+        response = pool.urlopen(
+            "POST", target.path, body=body,
+            headers={**headers, "Host": target.host_header, "User-Agent": user_agent},
+            redirect=False, retries=False, preload_content=False, assert_same_host=False, release_conn=False,
+        )
+    except HTTPError as exc:
+        pool.close()
+        raise failure(exc, target.host, timeout) from exc
+    response.close()  # the connection goes with it: nothing more is read
+    pool.close()
+    return response.status

@@ -34,6 +34,7 @@ urlpatterns = [
     path("api/auth/", include("accounts.urls")),
     path("api/conversions/", include("conversions.api.urls")),
     path("api/uploads/", include(upload_urlpatterns)),
+    path("api/webhooks/", include("notifications.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's script as a file, so the page runs under the Content-Security-Policy.
     path("api/docs/", SWAGGER_UI, name="docs"),

@@ -14,6 +14,9 @@ finished. The rows are the truth:
   was made, when its backoff ends after a failed try, when its claim expires) is published again. A delivery waiting
   for its backoff, or for a live claim, is not due yet and is left alone. A duplicate is harmless: the delivery task
   claims the row before it sends. Its tries are kept, so DELIVERY_MAX_TRIES still applies.
+- a `pending` or `claimed` webhook message (notifications/webhook_sending.py) due more than STALE_JOB_SECONDS ago is
+  published again the same way. This is also how a message waiting longer than a worker should hold a countdown
+  (WEBHOOK_MAX_COUNTDOWN) is sent: once it is due, by the next run after STALE_JOB_SECONDS.
 
 Every change is a conditional update on the row as it was read, so reconcilers in several workers at once publish
 each delivery once; running it again changes nothing more. Convert workers run it with the jobs' reconciler, when
@@ -36,12 +39,13 @@ from conversions.models import Conversion
 from mp3converter.joblog import job_context
 
 from .channels import CHANNELS
-from .models import Delivery
-from . import services
+from .models import Delivery, WebhookDelivery
+from . import services, webhooks
 
 logger = logging.getLogger(__name__)
 
 State = Delivery.State
+WebhookState = WebhookDelivery.State
 # Finished jobs looked at: older ones are never notified by the reconciler (an upgrade must not mail about them).
 RECENT = timedelta(hours=24)
 # Rows looked at per run and rule: a run stays short; the next one takes the rest.
@@ -54,9 +58,10 @@ class NotificationsReconciled:
 
     dispatched: list = field(default_factory=list)  # job ids whose notify step was lost, and is run now
     republished: list[int] = field(default_factory=list)  # delivery ids whose message was lost, published again
+    webhooks: list[int] = field(default_factory=list)  # webhook message ids due, published again
 
     def __bool__(self) -> bool:
-        return bool(self.dispatched or self.republished)
+        return bool(self.dispatched or self.republished or self.webhooks)
 
 
 def notifications_reconcile(*, now: datetime | None = None) -> NotificationsReconciled:
@@ -66,9 +71,10 @@ def notifications_reconcile(*, now: datetime | None = None) -> NotificationsReco
     done = NotificationsReconciled()
     _dispatch_never_notified(cutoff=cutoff, now=now, done=done)
     _republish_overdue(cutoff=cutoff, now=now, done=done)
+    _republish_due_webhooks(cutoff=cutoff, now=now, done=done)
     if done:
-        logger.info("reconciler: %d notify steps run, %d deliveries published again",
-                    len(done.dispatched), len(done.republished))
+        logger.info("reconciler: %d notify steps run, %d deliveries and %d webhook messages published again",
+                    len(done.dispatched), len(done.republished), len(done.webhooks))
     return done
 
 
@@ -128,4 +134,27 @@ def _republish_overdue(*, cutoff: datetime, now: datetime, done: NotificationsRe
                                   channel=delivery["channel"]))
             except BrokerError as exc:
                 logger.error("conversion %s: could not publish delivery %s: %r", delivery["conversion_id"],
+                             delivery["id"], exc)
+
+
+def _republish_due_webhooks(*, cutoff: datetime, now: datetime, done: NotificationsReconciled) -> None:
+    due = (
+        WebhookDelivery.objects.filter(state__in=(WebhookState.PENDING, WebhookState.CLAIMED), next_try_at__lt=cutoff)
+        .order_by("next_try_at")
+        .values("id", "conversion_id", "state", "tries", "claimed_at", "next_try_at")[:BATCH]
+    )
+    for delivery in due:
+        with job_context(delivery["conversion_id"]):
+            # Due now: claimable by the message published here, and left alone by the next run for a while.
+            if not WebhookDelivery.objects.filter(_as_read(delivery)).update(next_try_at=now):
+                continue
+            logger.warning("conversion %s: webhook message %s (%s, %d tries) due since %s, published again",
+                           delivery["conversion_id"], delivery["id"], delivery["state"], delivery["tries"],
+                           delivery["next_try_at"])
+            done.webhooks.append(delivery["id"])
+            try:
+                webhooks.webhook_delivery_enqueue(WebhookDelivery(pk=delivery["id"],
+                                                                  conversion_id=delivery["conversion_id"]))
+            except BrokerError as exc:
+                logger.error("conversion %s: could not publish webhook message %s: %r", delivery["conversion_id"],
                              delivery["id"], exc)

@@ -68,3 +68,25 @@ def deliver_notification_task(self, delivery_id: int, conversion_id: str) -> Non
         raise self.retry(countdown=CLAIM_TIMEOUT.total_seconds() + 1)
     if outcome is Outcome.FAILED:
         raise DeliveryFailed(f"delivery {delivery_id} given up")
+
+
+# Longer waits are not held in a worker as a countdown (RabbitMQ's consumer_timeout closes a channel holding a message
+# unacknowledged for 30 minutes by default): the reconciler publishes the message once it is due.
+WEBHOOK_MAX_COUNTDOWN = 900
+
+
+@shared_task(bind=True, max_retries=None)
+def deliver_webhook_task(self, delivery_id: int, conversion_id: str) -> None:
+    """Try one webhook message, and come back when its next try is due (WEBHOOK_RETRY_SCHEDULE) or its claim has
+    expired. The database failing is waited out. A message with a forged id is logged and dropped."""
+    from .webhook_sending import webhook_delivery_send
+
+    delivery_id = checked_number(self, "delivery id", delivery_id)
+    conversion_id = checked_job_id(self, conversion_id)
+    with job_context(conversion_id):
+        try:
+            sent = webhook_delivery_send(delivery_id=delivery_id)
+        except TRANSIENT_ERRORS as exc:
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    if sent.wait is not None and sent.wait <= WEBHOOK_MAX_COUNTDOWN:
+        raise self.retry(countdown=sent.wait)

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.workers",
     "tests.fixtures.remote",
+    "tests.fixtures.receiver",
 ]
 
 

@@ -10,7 +10,7 @@ import pytest
 from mp3converter import joblog
 from mp3converter.joblog import ContextFilter, job_context
 from tests.conversions.api.helpers import upload, wait_finished
-from tests.fixtures.workers import purge_queues, start_worker, stop_worker
+from tests.fixtures.workers import ROLE_ENV, purge_queues, start_worker, stop_worker
 from tests.utils import wait_for
 
 
@@ -123,7 +123,9 @@ def json_log_workers(live_workers, tmp_path):
             stop_worker(worker)
         purge_queues()  # messages a failed test left in flight must not reach the next test's workers
         for role, worker in session.items():
-            live_workers[role] = start_worker(role, worker.ready_file.parent, TMPDIR=str(worker.tmpdir))
+            live_workers[role] = start_worker(
+                role, worker.ready_file.parent, TMPDIR=str(worker.tmpdir), **ROLE_ENV.get(role, {})
+            )
 
 
 def json_lines(worker) -> list[dict]:

@@ -105,7 +105,8 @@ def _meter(used: int, limit: int | None) -> dict:
     return {"used": used, "limit": limit, "percent": None if not limit else min(100, round(100 * used / limit))}
 
 
-def _account_page(request, *, key_form: ApiKeyForm | None = None, new_key=None, new_key_value: str = ""):
+def _account_page(request, *, key_form: ApiKeyForm | None = None, new_key=None, new_key_value: str = "",
+                  new_job_webhook_secret: str = ""):
     usage = conversion_usage(user=request.user)
     limits = quota_limits(user=request.user)
     context = {
@@ -118,6 +119,7 @@ def _account_page(request, *, key_form: ApiKeyForm | None = None, new_key=None, 
         "key_form": key_form or ApiKeyForm(),
         "new_key": new_key,
         "new_key_value": new_key_value,
+        "new_job_webhook_secret": new_job_webhook_secret,
     }
     return TemplateResponse(request, "accounts/account.html", context)
 
@@ -151,6 +153,16 @@ def api_key_revoke_page(request, key_id):
     api_key_revoke(api_key=api_key)
     messages.success(request, _("The key “%(name)s” is revoked: it no longer works.") % {"name": api_key.name})
     return redirect(reverse("account:home") + "#api-keys")
+
+
+@login_required
+@require_POST
+def job_webhook_secret_page(request):
+    """A new secret for the webhooks of the user's jobs' own webhook_url, shown on the account page in this answer
+    only (rendered, not redirected, as a new API key is)."""
+    from notifications.webhooks import job_webhook_secret_rotate
+
+    return _account_page(request, new_job_webhook_secret=job_webhook_secret_rotate(owner=request.user))
 
 
 @login_required

@@ -222,7 +222,9 @@ class ClassicUploadView(ClassicView):
                 raise InvalidRequest("send either a file or a source_url, not both")
             options = ConversionOptionsInputSerializer(data=data, context={"extra_fields": ["source_url"]})
             options.is_valid(raise_exception=True)
-            conversion = conversion_create_from_url(owner=user, source_url=source_url, options=options.to_options())
+            conversion = conversion_create_from_url(
+                owner=user, source_url=source_url, options=options.to_options(), webhook_url=options.to_webhook_url()
+            )
             return text(f"success! fid={conversion.id}", Location=reverse("conversion-detail", args=[conversion.id]))
         if len(files) != 1:
             raise InvalidRequest("exactly 1 file required")
@@ -234,7 +236,9 @@ class ClassicUploadView(ClassicView):
         extra_fields = [*request.FILES, "source_url"]
         options = ConversionOptionsInputSerializer(data=data, context={"extra_fields": extra_fields})
         options.is_valid(raise_exception=True)
-        conversion = conversion_create(owner=user, upload=files[0], options=options.to_options())
+        conversion = conversion_create(
+            owner=user, upload=files[0], options=options.to_options(), webhook_url=options.to_webhook_url()
+        )
         return text(f"success! fid={conversion.id}", Location=reverse("conversion-detail", args=[conversion.id]))
 
 

@@ -166,11 +166,13 @@ class ConversionListCreateView(GenericAPIView):
         serializer.is_valid(raise_exception=True)
         if source_url := serializer.validated_data.get("source_url"):
             conversion = conversion_create_from_url(
-                owner=request.user, source_url=source_url, options=serializer.to_options()
+                owner=request.user, source_url=source_url, options=serializer.to_options(),
+                webhook_url=serializer.to_webhook_url(),
             )
         else:
             conversion = conversion_create(
-                owner=request.user, upload=serializer.validated_data["file"], options=serializer.to_options()
+                owner=request.user, upload=serializer.validated_data["file"], options=serializer.to_options(),
+                webhook_url=serializer.to_webhook_url(),
             )
         location = reverse("conversion-detail", args=[conversion.id])
         return job_response(request, conversion, status.HTTP_202_ACCEPTED, Location=location)

@@ -149,6 +149,21 @@ class ConversionOptionsInputSerializer(KnownFieldsOnly, serializers.Serializer):
         "title; the download is then a ZIP of the tracks and an .m3u playlist. Not with trim_start or trim_end. "
         "Default: none, one MP3.",
     )
+    # Not an output option: where the job's own webhook goes (notifications/webhooks.py). Every way in takes it with
+    # the options: the native and classic uploads, tus metadata and the web page.
+    webhook_url = serializers.CharField(
+        required=False, allow_blank=True, max_length=outbound.MAX_URL_LENGTH, trim_whitespace=True,
+        help_text="An http or https URL told by a signed POST (Standard Webhooks) when this job is done or failed, "
+        "as your webhook endpoints are; signed with your jobs' webhook secret (POST /api/webhooks/job-secret/). Only "
+        "public addresses are reached (OUTBOUND_ALLOWED_NETWORKS adds others).",
+    )
+
+    def validate_webhook_url(self, value: str) -> str:
+        from notifications.webhooks import webhook_url_problem
+
+        if value and (problem := webhook_url_problem(value)) is not None:
+            raise serializers.ValidationError(problem, code=ErrorCode.INVALID_REQUEST)
+        return value
 
     def validate(self, attrs):
         given = {name: value for name, value in attrs.items() if name in engine.OutputOptions.names()}
@@ -161,6 +176,10 @@ class ConversionOptionsInputSerializer(KnownFieldsOnly, serializers.Serializer):
 
     def to_options(self) -> engine.OutputOptions:
         return self._options
+
+    def to_webhook_url(self) -> str:
+        """The job's own webhook URL; empty: none."""
+        return self.validated_data.get("webhook_url", "")
 
 
 def source_url_problem(value: str) -> str:
@@ -223,8 +242,11 @@ class ConversionErrorSerializer(serializers.Serializer):
 
 
 def _absolute(serializer: serializers.Serializer, path: str) -> str:
+    """An absolute URL: on the request's host, or on `base_url` in the context (a webhook's, PUBLIC_BASE_URL)."""
     request = serializer.context.get("request")
-    return request.build_absolute_uri(path) if request is not None else path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return serializer.context.get("base_url", "") + path
 
 
 class TrackOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
@@ -252,6 +274,7 @@ class ConversionOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     source_url = serializers.CharField(
         read_only=True, help_text="The URL the source was imported from; empty for an uploaded file."
     )
+    webhook_url = serializers.CharField(read_only=True, help_text="The job's own webhook; empty: none.")
     # Annotated by conversions.selectors; missing (None) on a job just created, which nobody was told about yet.
     notified_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
@@ -265,6 +288,7 @@ class ConversionOutputSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
             "source_size",
             "source_url",
             "options",
+            "webhook_url",
             "mp3_size",
             "duration_seconds",
             "error",

@@ -27,7 +27,6 @@ import base64
 import binascii
 from collections.abc import Iterator
 
-from django.conf import settings
 from django.http import Http404
 from django.urls import reverse
 from django.utils.http import http_date
@@ -272,7 +271,8 @@ class UploadCreateView(TusView):
         )
         options.is_valid(raise_exception=True)
         upload = resumable_upload_create(
-            owner=request.user, length=length, filename=filename, options=options.to_options()
+            owner=request.user, length=length, filename=filename, options=options.to_options(),
+            webhook_url=options.to_webhook_url(),
         )
         headers = {"Location": request.build_absolute_uri(reverse("upload-detail", args=[upload.id]))}
         if _content_length(request) > 0:

@@ -80,9 +80,16 @@ class ConvertForm(forms.Form):
         help_text=_("Per chapter: for lectures, audiobooks and DJ sets whose file has chapters. The download is then "
                     "a ZIP of the tracks with a playlist."),
     )
+    # Not an audio option: the job's own webhook, told when it is done or failed (checked by the API's serializer).
+    webhook_url = forms.CharField(
+        label=_("Webhook URL"), required=False, max_length=2048,
+        widget=forms.URLInput(attrs={"placeholder": "https://", "inputmode": "url", "class": "wide"}),
+        help_text=_("Your server gets a signed POST when each conversion is done or has failed (Standard Webhooks, "
+                    "signed with your jobs' webhook secret)."),
+    )
 
     ADVANCED = ("bitrate_kbps", "vbr_quality", "sample_rate", "channels", "trim_start", "trim_end", "normalize",
-                "title", "artist", "album", "cover", "audio_track", "split")
+                "title", "artist", "album", "cover", "audio_track", "split", "webhook_url")
 
     def advanced_fields(self):
         return [self[name] for name in self.ADVANCED]

@@ -78,11 +78,14 @@ def _convert_files(request, form: ConvertForm) -> list[dict]:
                 results.append({"name": name, "error": _error_sentences(serializer.errors), "status": 400})
                 continue
             if "file" in source:
-                conversion = conversion_create(owner=request.user, upload=source["file"], options=serializer.to_options())
+                conversion = conversion_create(
+                    owner=request.user, upload=source["file"], options=serializer.to_options(),
+                    webhook_url=serializer.to_webhook_url(),
+                )
             else:
                 conversion = conversion_create_from_url(
                     owner=request.user, source_url=serializer.validated_data["source_url"],
-                    options=serializer.to_options(),
+                    options=serializer.to_options(), webhook_url=serializer.to_webhook_url(),
                 )
             results.append({"name": name, "conversion": conversion})
         except Exception as exc:

@@ -40,15 +40,19 @@ RETRY_EXPIRED = (
 )
 
 
-def conversion_create(*, owner, upload: UploadedFile, options: engine.OutputOptions) -> Conversion:
-    """Probe an upload, store it and queue its conversion. Raises a ServiceError for input that cannot work, or
-    when the file store or the queue refuses (then nothing is kept)."""
+def conversion_create(
+    *, owner, upload: UploadedFile, options: engine.OutputOptions, webhook_url: str = ""
+) -> Conversion:
+    """Probe an upload, store it and queue its conversion (`webhook_url`: the job's own webhook, checked by the
+    caller's input serializer). Raises a ServiceError for input that cannot work, or when the file store or the queue
+    refuses (then nothing is kept)."""
     return conversion_admit(
         owner=owner,
         path=upload.temporary_file_path(),
         size=upload.size,
         filename=upload.name,
         options=options,
+        webhook_url=webhook_url,
         store_source=lambda conversion: conversion.source.save(conversion.original_filename, upload, save=False),
     )
 
@@ -62,6 +66,7 @@ def conversion_admit(
     options: engine.OutputOptions,
     store_source: Callable[[Conversion], None],
     conversion_id: uuid.UUID | None = None,
+    webhook_url: str = "",
 ) -> Conversion:
     """The one way in for a new job, whichever way its bytes came (a POST, or a resumable upload's last PATCH): check
     the account, probe the local file at `path`, have `store_source(conversion)` set the job's stored source, insert
@@ -82,6 +87,7 @@ def conversion_admit(
         original_filename=original_filename,
         source_size=size,
         options=options.as_dict(),
+        webhook_url=webhook_url,
     )
     try:
         store_source(conversion)
@@ -93,7 +99,9 @@ def conversion_admit(
     return _insert_and_enqueue(conversion, size=size)
 
 
-def conversion_create_from_url(*, owner, source_url: str, options: engine.OutputOptions) -> Conversion:
+def conversion_create_from_url(
+    *, owner, source_url: str, options: engine.OutputOptions, webhook_url: str = ""
+) -> Conversion:
     """Queue a job whose source is downloaded from `source_url` by the fetch step (conversions/services/fetching.py),
     which then probes it as an upload is probed. The account's gate and limits are checked now, as for an upload;
     the storage limit once more when the size is known."""
@@ -105,7 +113,7 @@ def conversion_create_from_url(*, owner, source_url: str, options: engine.Output
         options = replace(options, title=stem(original_filename)[: engine.TAG_MAX_LENGTH] or None)
     conversion = Conversion(
         id=uuid.uuid4(), owner=owner, original_filename=original_filename, source_url=source_url,
-        options=options.as_dict(),
+        options=options.as_dict(), webhook_url=webhook_url,
     )
     return _insert_and_enqueue(conversion, size=None, fetch=True)
 

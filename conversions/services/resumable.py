@@ -83,8 +83,11 @@ def max_chunk_bytes() -> int:
     return settings.TUS_MAX_CHUNK_MB * MB
 
 
-def resumable_upload_create(*, owner, length: int, filename: str, options: engine.OutputOptions) -> ResumableUpload:
-    """Start an upload of `length` bytes that will become a conversion of `filename` with `options`."""
+def resumable_upload_create(
+    *, owner, length: int, filename: str, options: engine.OutputOptions, webhook_url: str = ""
+) -> ResumableUpload:
+    """Start an upload of `length` bytes that will become a conversion of `filename` with `options` (and its own
+    webhook, `webhook_url`)."""
     if length < 1:
         raise InvalidRequest("The file is empty: Upload-Length must be at least 1.")
     if length > max_upload_bytes():
@@ -92,7 +95,7 @@ def resumable_upload_create(*, owner, length: int, filename: str, options: engin
     upload_check(user=owner, size=length)
     upload = ResumableUpload(
         owner=owner, length=length, original_filename=filename, options=options.as_dict(),
-        expires_at=upload_expires_at(),
+        webhook_url=webhook_url, expires_at=upload_expires_at(),
     )
     store = resumable_store()
     try:
@@ -215,7 +218,7 @@ def _finish(upload: ResumableUpload) -> Conversion:
             conversion = conversion_admit(
                 owner=upload.owner, conversion_id=upload.conversion_id, path=path, size=upload.length,
                 filename=upload.original_filename, options=engine.OutputOptions.from_dict(upload.options),
-                store_source=store_source,
+                store_source=store_source, webhook_url=upload.webhook_url,
             )
     except BaseException:
         # Refused (not media, no audio, too long, a limit) or the store or queue failed: nothing is kept.

@@ -189,7 +189,7 @@ if IDEMPOTENCY_KEY_HOURS < 1:
 
 # --- Import from a URL (conversions/services/fetching.py; the guard: mp3converter/outbound.py) -------------------
 # Networks the service may reach although they are loopback, private, link-local, ... (comma-separated CIDRs): the
-# one exception to the outbound guard, for URL imports and, later, webhooks. Empty: only public addresses.
+# one exception to the outbound guard, for URL imports and webhooks. Empty: only public addresses.
 OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
 for _network in OUTBOUND_ALLOWED_NETWORKS:
     try:
@@ -199,6 +199,18 @@ for _network in OUTBOUND_ALLOWED_NETWORKS:
 # Seconds to open a connection to the remote server, and to wait for each read (a server that stalls fails the job).
 FETCH_CONNECT_TIMEOUT = env.float("FETCH_CONNECT_TIMEOUT", default=10)
 FETCH_READ_TIMEOUT = env.float("FETCH_READ_TIMEOUT", default=30)
+
+# --- Webhooks (notifications/webhooks.py, sent by the notify worker: notifications/webhook_sending.py) ---------
+# Seconds one delivery may take, connecting and waiting for the answer's status line together.
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10)
+# Seconds between a failed try and the next, one entry per retry: the first within 30 s, the whole over 24 hours
+# (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27.5 h, as Standard Webhooks senders do). After the last, the
+# delivery is given up. Tests set short ones.
+WEBHOOK_RETRY_SCHEDULE = env.list("WEBHOOK_RETRY_SCHEDULE", cast=float, default=[5, 300, 1800, 7200, 18000, 36000, 36000])
+if not WEBHOOK_RETRY_SCHEDULE or any(seconds <= 0 for seconds in WEBHOOK_RETRY_SCHEDULE):
+    raise ImproperlyConfigured("WEBHOOK_RETRY_SCHEDULE must list one or more positive numbers of seconds.")
+# An endpoint whose deliveries have failed without a success for this long is disabled, and its owner emailed.
+WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=72)
 
 # --- Conversions ---------------------------------------------------------------------------------------------
 # Seconds a single ffmpeg run may take before the job fails with code "timeout" (Celery's soft limit).
@@ -284,6 +296,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The webhook events appear in several serializers: one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"WebhookEventEnum": "notifications.models.Events"},
 }
 
 # --- Security (all on unless DEBUG; `manage.py check --deploy` passes with production variables) --------------

@@ -66,6 +66,7 @@ CELERY_TASK_QUEUES = (
     Queue("notify", _exchange, routing_key="notify"),
     # Notifications: one queue per channel (notifications/channels/); the notify worker consumes them all.
     Queue("email", _exchange, routing_key="email"),
+    Queue("webhook", _exchange, routing_key="webhook"),
     # Periodic upkeep (the retention sweep), consumed by the fetch role: always running (the convert role may be at
     # zero) and holding the file store's credentials (the notify role holds none).
     Queue("maintenance", _exchange, routing_key="maintenance"),

@@ -2,7 +2,8 @@
 
 from .base import Channel
 from .email import EmailChannel
+from .webhook import WebhookChannel
 
-CHANNELS: dict[str, Channel] = {channel.name: channel for channel in (EmailChannel(),)}
+CHANNELS: dict[str, Channel] = {channel.name: channel for channel in (EmailChannel(), WebhookChannel())}
 
-__all__ = ["CHANNELS", "Channel", "EmailChannel"]
+__all__ = ["CHANNELS", "Channel", "EmailChannel", "WebhookChannel"]

@@ -19,6 +19,8 @@ class Channel:
     # The queue its deliveries go on, one per channel so a slow channel never holds up another; the notify worker
     # consumes it (docker/bin/notify-worker) and mp3converter/settings/celery.py declares it.
     queue: str = ""
+    # Whether its delivery going out means the owner was told (the job's `notified_at`, notifications/selectors.py).
+    tells_owner: bool = True
 
     def applies_to(self, conversion: Conversion) -> bool:
         """Whether this job's owner is told through this channel at all."""

@@ -58,8 +58,8 @@ NEEDED = {
     *[(role, "rabbitmq", 5672, "TCP") for role in ("web", "fetch-worker", "convert-worker", "notify-worker", "flower")],
     *[(role, "mongodb", 27017, "TCP") for role in ("web", "fetch-worker", "convert-worker")],
     *[(role, "internet", port, protocol) for role in ("notify-worker",) for port, protocol in MAIL],
-    # URL imports: only the fetch worker reaches web servers on the internet.
-    *[("fetch-worker", "internet", port, protocol) for port, protocol in WEB],
+    # URL imports and webhooks: only the fetch and notify workers reach web servers on the internet.
+    *[(role, "internet", port, protocol) for role in ("fetch-worker", "notify-worker") for port, protocol in WEB],
     *[
         (pod, dns, port, protocol)
         for pod in (
@@ -251,7 +251,7 @@ def test_the_guard_rails_by_name(policies, pods):
     assert not any(can("prometheus", store, port) for store, port in (("mysql", 3306), ("rabbitmq", 5672)))
     assert not any(can("convert-worker", "internet", port) for port in (25, 443, 465, 587))
     # Only the two mail-sending roles reach SMTP, and only on mail ports; nobody reaches a private host.
-    assert can("notify-worker", "internet", 587) and not can("notify-worker", "internet", 443)
+    assert can("notify-worker", "internet", 587) and not can("notify-worker", "internet", 8000)
     assert not any(can(role, "internet", 587) for role in ("flower", "migrate", "mysql", "rabbitmq", "mongodb"))
     assert not any(can(pod.name, "private-host", port) for pod in pods for port, _ in MAIL)
     # KEDA and the ingress read the management API, never AMQP; no outsider reaches a database.
@@ -265,9 +265,12 @@ def test_the_guard_rails_by_name(policies, pods):
     )
     # A pod labelled like web in another namespace is not web: it reaches nothing here.
     assert not can("other-namespace", "mysql", 3306) and not can("other-namespace", "web", 8000)
-    # Only the fetch worker reaches web servers outside, never a private host and never by mail.
-    assert {pod.name for pod in pods if any(can(pod.name, "internet", port) for port, _ in WEB)} == {"fetch-worker"}
-    assert not any(can("fetch-worker", "private-host", port) for port, _ in WEB)
+    # Only the fetch worker (URL imports) and the notify worker (webhooks) reach web servers outside, never a private
+    # host; the fetch worker never by mail.
+    assert {pod.name for pod in pods if any(can(pod.name, "internet", port) for port, _ in WEB)} == {
+        "fetch-worker", "notify-worker"
+    }
+    assert not any(can(role, "private-host", port) for role in ("fetch-worker", "notify-worker") for port, _ in WEB)
     assert not can("fetch-worker", "internet", 25) and not can("fetch-worker", "internet", 587)
     # Flower reaches only the broker; the migrate Job only the database.
     assert not can("flower", "mysql", 3306) and not can("migrate", "rabbitmq", 5672)

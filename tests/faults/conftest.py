@@ -4,7 +4,7 @@ workers stopped for a test that must be alone with the broker."""
 import pytest
 
 from tests.faults.helpers import kill_worker_group
-from tests.fixtures.workers import purge_queues, start_worker, stop_worker
+from tests.fixtures.workers import NOTIFY_WORKER_ENV, purge_queues, start_worker, stop_worker
 
 
 @pytest.fixture
@@ -60,5 +60,5 @@ def session_notify_worker_stopped(live_workers):
     finally:
         purge_queues()  # what a failed test left in flight must not reach the next test's workers
         live_workers["notify-worker"] = start_worker(
-            "notify-worker", session_worker.ready_file.parent, TMPDIR=str(session_worker.tmpdir)
+            "notify-worker", session_worker.ready_file.parent, TMPDIR=str(session_worker.tmpdir), **NOTIFY_WORKER_ENV
         )

@@ -3,7 +3,10 @@
 import urllib.error
 import urllib.request
 
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
+from mp3converter.metrics import instruments
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -33,3 +36,20 @@ def scrape(url: str, token: str | None) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+class Moved:
+    """How far each series moved between entering and leaving the block."""
+
+    def __enter__(self):
+        self.before = samples(generate_latest(instruments.registry).decode())
+        return self
+
+    def __exit__(self, *exc_info):
+        self.after = samples(generate_latest(instruments.registry).decode())
+
+    def __call__(self, name: str, **labels) -> float:
+        return value(self.after, name, **labels) - value(self.before, name, **labels)
+
+    def total(self, name: str, **labels) -> float:
+        return total(self.after, name, **labels) - total(self.before, name, **labels)

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from prometheus_client import generate_latest
 
 from conversions import engine
 from conversions.models import Conversion
@@ -16,28 +15,11 @@ from mp3converter.metrics import conversion_finished_observed, webhook_delivery_
 from mp3converter.metrics import instruments
 from tests.factories import ConversionFactory
 from tests.fixtures.workers import purge_queues
-from tests.metrics.helpers import samples, total, value
+from tests.metrics.helpers import Moved
 
 Status = Conversion.Status
 FINISHED = "mp3converter_conversions_finished_total"
 REDELIVERIES = "mp3converter_conversion_redeliveries_total"
-
-
-class Moved:
-    """How far each series moved between entering and leaving the block."""
-
-    def __enter__(self):
-        self.before = samples(generate_latest(instruments.registry).decode())
-        return self
-
-    def __exit__(self, *exc_info):
-        self.after = samples(generate_latest(instruments.registry).decode())
-
-    def __call__(self, name: str, **labels) -> float:
-        return value(self.after, name, **labels) - value(self.before, name, **labels)
-
-    def total(self, name: str, **labels) -> float:
-        return total(self.after, name, **labels) - total(self.before, name, **labels)
 
 
 def test_a_done_attempt_observes_its_time_speed_and_bytes():

@@ -41,3 +41,29 @@ def test_resend_email_is_a_change_action():
     # Django offers and runs it only for users with the change permission of the model admin it is listed on;
     # tests/conversions/test_admin.py checks that on the conversions' changelist.
     assert resend_email.allowed_permissions == ["change"]
+
+
+def test_webhook_endpoints_and_messages_are_shown_but_never_a_secret(admin_client, settings):
+    from notifications.models import WebhookAttempt, WebhookDelivery
+    from notifications.webhooks import job_webhook_secret_rotate, webhook_endpoint_create
+
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    owner = UserFactory()
+    endpoint, secret = webhook_endpoint_create(owner=owner, url="http://127.0.0.1:9/hook")
+    job_secret = job_webhook_secret_rotate(owner=owner)
+    delivery = WebhookDelivery.objects.create(
+        owner=owner, endpoint=endpoint, target=f"endpoint:{endpoint.pk}", conversion_id=endpoint.pk, attempt=1,
+        event="conversion.done", body='{"type": "conversion.done"}',
+    )
+    WebhookAttempt.objects.create(delivery=delivery, number=1, status_code=503, error="answered 503")
+    pages = [
+        admin_client.get("/admin/notifications/webhookendpoint/"),
+        admin_client.get(f"/admin/notifications/webhookendpoint/{endpoint.pk}/change/"),
+        admin_client.get("/admin/notifications/webhookdelivery/"),
+        admin_client.get(f"/admin/notifications/webhookdelivery/{delivery.pk}/change/"),
+    ]
+    assert [page.status_code for page in pages] == [200, 200, 200, 200]
+    text = "".join(page.content.decode() for page in pages)
+    assert endpoint.url in text and "answered 503" in text
+    assert secret not in text and job_secret not in text and "whsec_" not in text
+    assert admin_client.get("/admin/notifications/jobwebhooksecret/").status_code == 404

@@ -268,3 +268,15 @@ def test_the_key_forms_need_a_session_and_their_csrf_token():
     assert signed_in(user).post("/account/keys/", {"name": "x"}).status_code == 403
     assert signed_in(user).post(f"/account/keys/{api_key.id}/revoke/").status_code == 403
     assert list(ApiKey.objects.values_list("name", "revoked_at")) == [("kept", None)]
+
+
+def test_the_jobs_webhook_secret_is_made_on_the_account_page_and_shown_once():
+    from notifications.models import JobWebhookSecret
+
+    user = UserFactory()
+    client = signed_in(user)
+    made = post_on_account_page(client, "/account/webhook-secret/", {})
+    assert made.status_code == 200 and made["Cache-Control"] == "no-store"
+    secret = JobWebhookSecret.objects.get(owner=user).secret
+    assert f'value="{secret}"' in made.content.decode() and secret.startswith("whsec_")
+    assert secret not in client.get("/account/").content.decode()

@@ -92,7 +92,8 @@ def test_the_upload_form_has_the_file_and_every_option(client, user):
     assert fields["file"]["tag"] == "input" and fields["file"]["type"] == "file"
     assert re.search(r'<input (?=[^>]*type="file")(?=[^>]*name="file")', html)
     options = set(ConversionCreateInputSerializer().fields) - {"file", "source_url"}
-    assert options == {*OutputOptions.names(), "preset"}  # every option the engine knows, and the presets
+    # Every option the engine knows, the presets, and the job's own webhook.
+    assert options == {*OutputOptions.names(), "preset", "webhook_url"}
     for name in options:
         assert fields[name]["tag"] in ("input", "select"), name
     assert fields["normalize"]["type"] == fields["cover"]["type"] == "checkbox"

@@ -372,3 +372,29 @@ def test_admin_cancel_action_stops_a_running_conversion(live_workers, admin_clie
     wait_stopped(worker, workdir)
     assert Conversion.objects.get(pk=job["id"]).status == Conversion.Status.CANCELLED
     assert not default_storage.exists(f"mp3/{job['id']}-1.mp3")
+
+
+# --- A job's own webhook -----------------------------------------------------------------------------------------
+def test_webhook_url_is_stored_and_shown_and_a_private_one_refused(api_client, user, media, settings):
+    refused = upload(api_client, media("mp4_aac"), webhook_url="http://127.0.0.1:9/hook")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "webhook_url": ["The URL leads to 127.0.0.1, a loopback address, which the service may not reach."]
+    }
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    accepted = upload(api_client, media("mp4_aac"), webhook_url="http://127.0.0.1:9/hook")
+    assert accepted.status_code == 202, accepted.content
+    assert accepted.json()["webhook_url"] == "http://127.0.0.1:9/hook"
+    assert "webhook_url" not in accepted.json()["options"]  # not an audio option
+    assert Conversion.objects.get().webhook_url == "http://127.0.0.1:9/hook"
+
+
+def test_classic_upload_takes_webhook_url_as_a_form_field(user, media, settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    classic = Client()
+    token = classic_token(classic, user)
+    with open(media("mp4_aac"), "rb") as source:
+        response = classic.post("/upload", {"file": source, "webhook_url": "http://127.0.0.1:9/classic"},
+                                HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200, response.content
+    assert Conversion.objects.get().webhook_url == "http://127.0.0.1:9/classic"

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from conversions.models import ResumableUpload
+from conversions.models import Conversion, ResumableUpload
 from conversions.services import resumable_upload_delete, resumable_uploads_sweep
 from tests.factories import PASSWORD
 from tests.utils import partial_uploads
@@ -78,6 +78,19 @@ def test_creation_then_head_and_a_chunk(api_client, settings):
     assert chunk.status_code == 204, chunk.content
     assert chunk["Upload-Offset"] == "5"
     assert api_client.head(created["Location"], **TUS)["Upload-Offset"] == "5"
+
+
+def test_webhook_url_in_the_metadata_becomes_the_jobs_own_webhook(api_client, media, settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    data = media("mp4_aac").read_bytes()
+    created = create(api_client, length=len(data), HTTP_UPLOAD_METADATA=metadata(
+        filename="clip.mp4", webhook_url="http://127.0.0.1:9/tus"
+    ))
+    assert created.status_code == 201, created.content
+    assert ResumableUpload.objects.get().webhook_url == "http://127.0.0.1:9/tus"
+    done = patch(api_client, created["Location"], data, 0)
+    assert done.status_code == 204, done.content
+    assert Conversion.objects.get(pk=done["Conversion-Id"]).webhook_url == "http://127.0.0.1:9/tus"
 
 
 def test_creation_with_upload_takes_the_first_bytes(api_client):

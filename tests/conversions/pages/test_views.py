@@ -181,6 +181,17 @@ def test_a_bad_link_gets_its_sentence():
     assert not Conversion.objects.filter(owner=user).exists()
 
 
+def test_the_convert_form_takes_a_webhook_url_without_script(settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    user = UserFactory()
+    client = signed_in(user)
+    assert 'name="webhook_url"' in client.get("/").content.decode()
+    response = client.post("/", {"source_url": "https://media.example/a.mp4", "preset": "standard",
+                                 "webhook_url": "http://127.0.0.1:9/page", "csrfmiddlewaretoken": csrf_token(client)})
+    assert response.status_code == 302
+    assert Conversion.objects.get(owner=user).webhook_url == "http://127.0.0.1:9/page"
+
+
 def test_a_fetching_job_shows_its_progress_in_the_list():
     user = UserFactory()
     ConversionFactory(owner=user, status="fetching", progress=40, source_url="https://media.example/a.mp4")
