@@ -62,7 +62,6 @@ def reconcile() -> None:
     from conversions.services import (
         conversion_reconcile,
         idempotency_keys_sweep,
-        resumable_uploads_sweep,
         retention_sweep_due,
     )
     from conversions.tasks import sweep_retention_task
@@ -74,10 +73,9 @@ def reconcile() -> None:
             logger.info("reconciler: %d requeued, %d failed, %d published again",
                         len(done.requeued), len(done.failed), len(done.republished))
         notifications_reconcile()  # and the notifications whose message was lost (notifications/reconcile.py)
-        resumable_uploads_sweep()  # and the bytes of resumable uploads that expired (conversions/services/resumable.py)
         idempotency_keys_sweep()  # and expired Idempotency-Keys of uploads (conversions/services/idempotency.py)
         if retention_sweep_due():
-            # And the retention sweep, every RETENTION_SWEEP_MINUTES for all workers together: as a task (on the
+            # And the retention sweep (expired resumable uploads' bytes included), every RETENTION_SWEEP_MINUTES for all workers together: as a task (on the
             # maintenance queue, for the fetch role, which holds the file store's credentials), since listing a large
             # store can take minutes and this timer also keeps the liveness file fresh.
             sweep_retention_task.apply_async()

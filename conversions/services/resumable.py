@@ -10,7 +10,9 @@ conversions/storage/resumable.py.
 - When the last byte arrives the store turns the bytes into the conversion's stored source (no copy for the local
   folder), and the conversion is admitted exactly as a POST's. A refusal removes the bytes and the upload, and the
   final PATCH answers it as the POST would.
-- Unfinished uploads expire after UPLOAD_EXPIRY_HOURS; the reconciler's runs sweep them (`resumable_uploads_sweep`).
+- Unfinished uploads expire after UPLOAD_EXPIRY_HOURS; the retention sweep removes them
+  (`resumable_uploads_sweep`, called by conversions/services/retention.py on the fetch role, which holds the store's
+  credentials).
 """
 
 from __future__ import annotations

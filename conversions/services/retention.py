@@ -45,6 +45,7 @@ from mp3converter.joblog import job_context
 from ..models import Conversion, ResumableUpload, Track
 from ..storage import STORAGE_ERRORS
 from ..storage.inventory import StoredFile, Unfinished, store_inventory
+from .resumable import SWEEP_BATCH, resumable_uploads_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +73,11 @@ class Swept:
     expired: list[uuid.UUID] = field(default_factory=list)  # jobs that expired: every file of theirs removed
     files: list[str] = field(default_factory=list)  # the stored names removed for those jobs
     orphans: list[str] = field(default_factory=list)  # stored files and unfinished uploads no row needed
+    uploads: int = 0  # resumable uploads that expired unfinished (UPLOAD_EXPIRY_HOURS), removed with their bytes
     busy: bool = False  # another sweep was running: this one did nothing
 
     def __bool__(self) -> bool:
-        return bool(self.sources or self.expired or self.orphans)
+        return bool(self.sources or self.expired or self.orphans or self.uploads)
 
 
 def retention_sweep(*, now: datetime | None = None, scheduled: bool = False) -> Swept:
@@ -92,16 +94,35 @@ def retention_sweep(*, now: datetime | None = None, scheduled: bool = False) -> 
             return swept  # ...and ended just now
         now = now or timezone.now()
         conversions_expire(now=now, swept=swept, renew=renew)
+        swept.uploads = _uploads_expire(now=now, renew=renew)
         stored_orphans_remove(now=now, swept=swept, renew=renew)
         if scheduled:
             cache.set(LAST_SWEEP_KEY, now.isoformat(), timeout=settings.RETENTION_SWEEP_MINUTES * 60)
             cache.delete(QUEUED_KEY)
     if swept:
         logger.info(
-            "retention sweep: %d source(s) removed, %d job(s) expired, %d file(s) removed, %d orphan(s) removed",
-            len(swept.sources), len(swept.expired), len(swept.files), len(swept.orphans),
+            "retention sweep: %d source(s) removed, %d job(s) expired, %d file(s) removed, %d orphan(s) removed, "
+            "%d expired upload(s) removed",
+            len(swept.sources), len(swept.expired), len(swept.files), len(swept.orphans), swept.uploads,
         )
     return swept
+
+
+def _uploads_expire(*, now: datetime, renew: Callable[[], None]) -> int:
+    """Resumable uploads that expired unfinished, with their bytes (conversions/services/resumable.py), a batch at a
+    time. Here rather than in the reconciler's run: this sweep runs on the fetch role, which holds the file store's
+    credentials."""
+    removed = 0
+    while True:
+        try:
+            batch = resumable_uploads_sweep(now=now)
+        except STORAGE_ERRORS:
+            logger.exception("retention sweep: the store failed while removing expired uploads; the next sweep will")
+            return removed
+        removed += batch
+        if batch < SWEEP_BATCH:
+            return removed
+        renew()
 
 
 def retention_sweep_due() -> bool:

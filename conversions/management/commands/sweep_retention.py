@@ -46,5 +46,5 @@ class Command(BaseCommand):
             self.stdout.write(f"removed orphan {label}")
         self.stdout.write(
             f"{len(swept.sources)} source(s) removed, {len(swept.expired)} job(s) expired, {len(swept.files)} file(s) "
-            f"removed, {len(swept.orphans)} orphan(s) removed"
+            f"removed, {len(swept.orphans)} orphan(s) removed, {swept.uploads} expired upload(s) removed"
         )

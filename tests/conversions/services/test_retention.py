@@ -377,3 +377,23 @@ def test_uploads_rows_protect_their_source_name_until_they_go(folder, user):
     assert assembled not in stored_orphans_remove(now=later).orphans
     ResumableUpload.objects.all().delete()
     assert assembled in stored_orphans_remove(now=later).orphans
+
+
+@pytest.mark.django_db
+def test_unfinished_uploads_go_with_their_bytes_once_expired(folder, user, settings):
+    # Here rather than in the reconciler's run: the sweep runs on the fetch role, which holds the store's credentials.
+    def upload():
+        started = resumable_upload_create(owner=user, length=10, filename="clip.mp4", options=engine.OutputOptions())
+        resumable_upload_append(upload=started, offset=0, chunks=[b"12345"], declared=5)
+        return ResumableUpload.objects.get(pk=started.pk)
+
+    old, recent = upload(), upload()
+    ResumableUpload.objects.filter(pk=old.pk).update(expires_at=timezone.now() + HOUR)
+    ResumableUpload.objects.filter(pk=recent.pk).update(expires_at=timezone.now() + 3 * HOUR)
+    assert stored(old.store_state["partial"]) and stored(recent.store_state["partial"])
+
+    assert retention_sweep(now=timezone.now() + HOUR / 2).uploads == 0
+    swept = retention_sweep(now=timezone.now() + 2 * HOUR)
+    assert swept.uploads == 1 and bool(swept)
+    assert list(ResumableUpload.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not stored(old.store_state["partial"]) and stored(recent.store_state["partial"])

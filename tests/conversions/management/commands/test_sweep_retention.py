@@ -40,7 +40,7 @@ def test_it_measures_ages_from_now_and_prints_what_it_removed(user):
 
     assert sweep("--now", (ended + timedelta(days=29)).isoformat()) == [
         f"removed orphan {orphan}",
-        "0 source(s) removed, 0 job(s) expired, 0 file(s) removed, 1 orphan(s) removed",
+        "0 source(s) removed, 0 job(s) expired, 0 file(s) removed, 1 orphan(s) removed, 0 expired upload(s) removed",
     ]
     assert Conversion.objects.get(pk=done.pk).status == Conversion.Status.DONE
 
@@ -48,7 +48,7 @@ def test_it_measures_ages_from_now_and_prints_what_it_removed(user):
     assert sweep("--now", f"{ended + timedelta(days=31):%Y-%m-%dT%H:%M:%SZ}") == [
         f"expired: {done.id}",
         f"removed {done.mp3.name}",
-        "0 source(s) removed, 1 job(s) expired, 1 file(s) removed, 0 orphan(s) removed",
+        "0 source(s) removed, 1 job(s) expired, 1 file(s) removed, 0 orphan(s) removed, 0 expired upload(s) removed",
     ]
     assert Conversion.objects.get(pk=done.pk).status == Conversion.Status.EXPIRED
     assert not default_storage.exists(done.mp3.name)
@@ -63,7 +63,7 @@ def test_a_time_without_an_offset_is_utc(user):
 
 def test_without_now_it_measures_from_the_present(user):
     DoneConversionFactory(owner=user)
-    assert sweep() == ["0 source(s) removed, 0 job(s) expired, 0 file(s) removed, 0 orphan(s) removed"]
+    assert sweep() == ["0 source(s) removed, 0 job(s) expired, 0 file(s) removed, 0 orphan(s) removed, 0 expired upload(s) removed"]
 
 
 def test_a_bad_time_is_refused_with_an_example():
