@@ -115,8 +115,9 @@ def test_messages_per_queue_are_read_from_the_broker_at_scrape_time(token, scrap
 def test_a_broker_that_does_not_answer_costs_the_scrape_its_queues_only(token, monkeypatch):
     # A port nothing listens on: the connection is refused, as when RabbitMQ is down.
     nowhere = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
-    monkeypatch.setattr(app.conf, "broker_url", nowhere)
-    monkeypatch.setattr(app.conf, "broker_write_url", nowhere)
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration; setting the configuration instead
+    # would leave it set, to the old value, after the test, and no later test could move the broker by the environment.
+    monkeypatch.setenv("CELERY_BROKER_URL", nowhere)
     started = time.monotonic()
     response = get_metrics(Client(), f"Bearer {token}")
     assert response.status_code == 200
