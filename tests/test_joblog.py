@@ -10,7 +10,7 @@ import pytest
 from mp3converter import joblog
 from mp3converter.joblog import ContextFilter, job_context
 from tests.conversions.api.helpers import upload, wait_finished
-from tests.fixtures.workers import ROLE_ENV, purge_queues, start_worker, stop_worker
+from tests.fixtures.workers import ROLE_ENV, purge_queues, start_workers, stop_workers
 from tests.utils import wait_for
 
 
@@ -105,27 +105,26 @@ def json_log_workers(live_workers, tmp_path):
     come back afterwards."""
     roles = ("convert-worker", "notify-worker")
     session = {role: live_workers[role] for role in roles}
-    for worker in session.values():
-        stop_worker(worker)
+    stop_workers(session.values())
     started = {}
     try:
         for role in roles:
-            tmpdir = tmp_path / f"tmp-{role}"
-            tmpdir.mkdir()
-            # The suite runs as root, which Celery warns about on stderr before logging is set up (a pod runs as a
-            # user): that warning is the one line not written through logging.
-            started[role] = start_worker(
-                role, tmp_path, TMPDIR=str(tmpdir), LOG_FORMAT="json", PYTHONWARNINGS="ignore::UserWarning"
-            )
+            (tmp_path / f"tmp-{role}").mkdir()
+        # The suite runs as root, which Celery warns about on stderr before logging is set up (a pod runs as a user):
+        # that warning is the one line not written through logging.
+        json_env = {"LOG_FORMAT": "json", "PYTHONWARNINGS": "ignore::UserWarning"}
+        started = dict(zip(roles, start_workers(
+            *((role, tmp_path, {"TMPDIR": str(tmp_path / f"tmp-{role}"), **json_env}) for role in roles)
+        )))
         yield started
     finally:
-        for worker in started.values():
-            stop_worker(worker)
+        stop_workers(started.values())
         purge_queues()  # messages a failed test left in flight must not reach the next test's workers
-        for role, worker in session.items():
-            live_workers[role] = start_worker(
-                role, worker.ready_file.parent, TMPDIR=str(worker.tmpdir), **ROLE_ENV.get(role, {})
-            )
+        restarted = start_workers(*(
+            (role, worker.ready_file.parent, {"TMPDIR": str(worker.tmpdir), **ROLE_ENV.get(role, {})})
+            for role, worker in session.items()
+        ))
+        live_workers.update(zip(session, restarted))
 
 
 def json_lines(worker) -> list[dict]:

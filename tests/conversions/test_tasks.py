@@ -23,7 +23,7 @@ from conversions.models import Conversion
 from conversions.services import retention
 from conversions.tasks import CONVERT_MAX_RETRIES, convert_video_task
 from tests.factories import ConversionFactory, DoneConversionFactory
-from tests.fixtures.workers import start_worker, stop_worker
+from tests.fixtures.workers import start_workers, stop_workers
 from tests.utils import wait_for
 
 Status = Conversion.Status
@@ -213,11 +213,10 @@ def test_the_workers_timer_has_the_retention_sweep_run(transactional_db, tmp_pat
 
     # Workers as every deployment starts them, nothing else: a notify worker whose reconciler timer (every second here)
     # publishes the sweep, and a fetch worker, which consumes the maintenance queue and runs it.
-    workers = [
-        start_worker("notify-worker", tmp_path, CELERY_WORKER_HOSTNAME="notify-retention@%h",
-                     RECONCILE_INTERVAL_SECONDS="1"),
-        start_worker("fetch-worker", tmp_path, CELERY_WORKER_HOSTNAME="fetch-retention@%h"),
-    ]
+    workers = start_workers(
+        ("notify-worker", tmp_path, {"CELERY_WORKER_HOSTNAME": "notify-retention@%h", "RECONCILE_INTERVAL_SECONDS": "1"}),
+        ("fetch-worker", tmp_path, {"CELERY_WORKER_HOSTNAME": "fetch-retention@%h"}),
+    )
 
     def swept() -> bool:
         if Conversion.objects.get(pk=done.pk).status == Status.EXPIRED and not default_storage.exists(orphan):
@@ -231,7 +230,6 @@ def test_the_workers_timer_has_the_retention_sweep_run(transactional_db, tmp_pat
     try:
         wait_for(swept, timeout=60, message="the timer's retention sweep")
     finally:
-        for worker in workers:
-            stop_worker(worker)
+        stop_workers(workers)
     assert not default_storage.exists(done.mp3.name)
     assert Conversion.objects.get(pk=done.pk).original_filename == done.original_filename

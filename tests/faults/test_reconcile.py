@@ -22,7 +22,7 @@ from tests.faults.helpers import (
     wait_done_and_notified,
     wait_ffmpeg,
 )
-from tests.fixtures.workers import start_worker, stop_worker
+from tests.fixtures.workers import start_worker, start_workers, stop_worker
 from tests.utils import wait_for
 
 pytestmark = [pytest.mark.faults]
@@ -83,12 +83,11 @@ def run_command(filesystem_broker, tmp_path):
 
     def run(**extra_env):
         env = {**filesystem_broker, **extra_env}
-        workers = {
-            "convert": start_worker("convert-worker", tmp_path, start_new_session=True, TMPDIR=str(tmpdir),
-                                    CONVERT_CONCURRENCY="1", **env),
-            "notify": start_worker("notify-worker", tmp_path, start_new_session=True,
-                                   CELERY_WORKER_HOSTNAME="notify-fs@%h", **env),
-        }
+        workers = dict(zip(("convert", "notify"), start_workers(
+            ("convert-worker", tmp_path,
+             {"start_new_session": True, "TMPDIR": str(tmpdir), "CONVERT_CONCURRENCY": "1", **env}),
+            ("notify-worker", tmp_path, {"start_new_session": True, "CELERY_WORKER_HOSTNAME": "notify-fs@%h", **env}),
+        )))
         started.extend(workers.values())
         return workers
 

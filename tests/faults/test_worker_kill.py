@@ -41,7 +41,7 @@ SLOW = {"normalize": "true"}
 LONG_WAV_SECONDS = 60
 # The loop's jobs: about 1-2 s of ffmpeg each.
 LOOP_WAV_SECONDS = 20
-LOOP_JOBS = 12
+LOOP_JOBS = 8
 LOOP_SEED = 20240611
 
 
