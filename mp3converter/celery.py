@@ -33,7 +33,8 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
     def start(self, worker):
         if self.path is not None:
-            self.tref = worker.timer.call_repeatedly(10.0, self._beat, priority=10)
+            interval = float(getattr(app.conf, "worker_heartbeat_seconds", 0) or 10.0)
+            self.tref = worker.timer.call_repeatedly(interval, self._beat, priority=10)
             self._beat()
 
     def stop(self, worker):

@@ -321,3 +321,9 @@ def test_a_worker_metrics_port_that_is_no_port_is_refused(tmp_path):
     result = run(["manage.py", "check"], production_env(tmp_path, WORKER_METRICS_PORT="70000"))
     assert result.returncode != 0
     assert "ImproperlyConfigured: WORKER_METRICS_PORT must be a port number (0: none), not 70000." in result.stderr
+
+
+def test_a_heartbeat_that_never_beats_is_refused(tmp_path):
+    result = run(["manage.py", "check"], production_env(tmp_path, WORKER_HEARTBEAT_SECONDS="0"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: WORKER_HEARTBEAT_SECONDS must be more than 0, not 0." in result.stderr

@@ -5,6 +5,7 @@ Each setting says why; the references are sections of the Celery 5 docs ("Config
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 from .base import CONVERSION_HARD_TIME_LIMIT, CONVERSION_SOFT_TIME_LIMIT
@@ -91,6 +92,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Readiness and liveness files for Kubernetes probes, kept by a worker bootstep (see mp3converter/celery.py).
 CELERY_WORKER_READY_FILE = env.str("CELERY_WORKER_READY_FILE", default="")
 CELERY_WORKER_HEARTBEAT_FILE = env.str("CELERY_WORKER_HEARTBEAT_FILE", default="")
+# How often the heartbeat file is touched; well under WORKER_HEARTBEAT_MAX_AGE, which the liveness probe reads.
+CELERY_WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=10)
+if CELERY_WORKER_HEARTBEAT_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        f"WORKER_HEARTBEAT_SECONDS must be more than 0, not {CELERY_WORKER_HEARTBEAT_SECONDS:g}."
+    )
 
 # --- The reconciler (conversions/services/reconcile.py, run by the convert worker: mp3converter/celery.py) ---------
 # A processing job whose heartbeat is older than this lost its worker; a job queued this long while the broker holds

@@ -34,7 +34,7 @@ def worker(django_db_setup, django_db_blocker, smtp_server, tmp_path):
     with django_db_blocker.unblock():
         # Its own node name: the suite's notify worker may be running on this host too (one pod per node name).
         process = start_worker(
-            "notify-worker", tmp_path, CELERY_WORKER_HEARTBEAT_FILE=str(heartbeat),
+            "notify-worker", tmp_path, CELERY_WORKER_HEARTBEAT_FILE=str(heartbeat), WORKER_HEARTBEAT_SECONDS="1",
             CELERY_WORKER_HOSTNAME=f"notify-probe-{uuid.uuid4().hex[:8]}@%h",
         )
     files = {"CELERY_WORKER_HEARTBEAT_FILE": str(heartbeat), "CELERY_WORKER_READY_FILE": str(process.ready_file)}
@@ -67,8 +67,8 @@ def test_liveness_fails_when_the_worker_hangs(worker, notify_probes):
     """A frozen worker process (here SIGSTOP) stops beating; liveness notices once the heartbeat is older than allowed."""
     process, files = worker
     os.kill(process.process.pid, signal.SIGSTOP)
-    # 12 s: just above the 10 s beat, so the test waits little; the pods use the default of 60 s.
-    strict = {**files, "WORKER_HEARTBEAT_MAX_AGE": "12"}
+    # 3 s: above this worker's beat of 1 s, so the test waits little; the pods beat every 10 s and allow 60 s.
+    strict = {**files, "WORKER_HEARTBEAT_MAX_AGE": "3"}
     failed = wait_for(
         lambda: run(notify_probes["livenessProbe"], strict).returncode == 1, timeout=40, interval=1,
         message="liveness to fail on a frozen worker",

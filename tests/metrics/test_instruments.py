@@ -27,9 +27,9 @@ def test_a_done_attempt_observes_its_time_speed_and_bytes():
         conversion_finished_observed(status=Status.DONE, seconds=4.0, audio_seconds=120.0, bytes_in=5000, bytes_out=900)
     assert moved(FINISHED, status="done", error_code="") == 1
     assert moved("mp3converter_conversion_duration_seconds_count") == 1
-    assert moved("mp3converter_conversion_duration_seconds_sum") == 4.0
+    assert moved("mp3converter_conversion_duration_seconds_sum") == pytest.approx(4.0)
     # 120 s of audio in 4 s: a realtime factor of 30, in the bucket up to 50 and not in the one up to 20.
-    assert moved("mp3converter_conversion_realtime_factor_sum") == 30.0
+    assert moved("mp3converter_conversion_realtime_factor_sum") == pytest.approx(30.0)
     assert moved("mp3converter_conversion_realtime_factor_bucket", le="50.0") == 1
     assert moved("mp3converter_conversion_realtime_factor_bucket", le="20.0") == 0
     assert (moved("mp3converter_conversion_bytes_total", direction="in"),
