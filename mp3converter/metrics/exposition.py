@@ -117,6 +117,8 @@ class _QuietHandler(WSGIRequestHandler):
 def worker_metrics_serve(*, port: int, host: str = "") -> WSGIServer:
     """Serve the worker's metrics on `port` from a daemon thread of this process; `shutdown()` stops it."""
     server = make_server(host, port, worker_app, server_class=_Server, handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True).start()
+    # Polled every 0.1 s for a shutdown: a stopping worker waits that long at most (0.5 s by default).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-server",
+                     daemon=True).start()
     logger.info("metrics: serving this worker's metrics on port %d", server.server_port)
     return server
