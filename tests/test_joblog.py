@@ -10,7 +10,7 @@ import pytest
 from mp3converter import joblog
 from mp3converter.joblog import ContextFilter, job_context
 from tests.conversions.api.helpers import upload, wait_finished
-from tests.fixtures.workers import ROLE_ENV, purge_queues, start_workers, stop_workers
+from tests.fixtures.workers import purge_queues, start_workers, stop_workers
 from tests.utils import wait_for
 
 
@@ -102,10 +102,9 @@ def test_worker_lines_about_a_job_carry_its_id(live_workers, api_client, user, m
 @pytest.fixture
 def json_log_workers(live_workers, tmp_path):
     """The session's convert and notify workers swapped, for this test, for ones that write JSON lines; the session's
-    come back afterwards."""
+    come back for the next test that wants them."""
     roles = ("convert-worker", "notify-worker")
-    session = {role: live_workers[role] for role in roles}
-    stop_workers(session.values())
+    live_workers.stop(*roles)  # the next test that wants them starts fresh ones (tests/fixtures/workers.py)
     started = {}
     try:
         for role in roles:
@@ -120,11 +119,6 @@ def json_log_workers(live_workers, tmp_path):
     finally:
         stop_workers(started.values())
         purge_queues()  # messages a failed test left in flight must not reach the next test's workers
-        restarted = start_workers(*(
-            (role, worker.ready_file.parent, {"TMPDIR": str(worker.tmpdir), **ROLE_ENV.get(role, {})})
-            for role, worker in session.items()
-        ))
-        live_workers.update(zip(session, restarted))
 
 
 def json_lines(worker) -> list[dict]:

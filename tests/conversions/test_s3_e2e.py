@@ -39,15 +39,14 @@ def storages_from_settings(env: dict[str, str]) -> dict:
 @pytest.fixture
 def s3_deployment(live_workers, s3_server, s3_credentials, settings, tmp_path):
     """The session's convert worker swapped, for this test, for one storing in a fresh bucket; this process stores
-    there too. The session's worker comes back afterwards."""
+    there too. The session's worker comes back for the next test that wants it."""
     bucket = s3_server.new_bucket()
     env = s3_server.storage_env(bucket, S3_PREFIX=PREFIX)
     # This process stores as the settings make it from the same environment as the worker's.
     settings.STORAGES = storages_from_settings(env)
     assert settings.STORAGES["default"]["BACKEND"] == "conversions.storage.S3Storage"
 
-    session_worker = live_workers["convert-worker"]
-    stop_worker(session_worker)
+    live_workers.stop("convert-worker")  # the next test that wants it starts a fresh one (tests/fixtures/workers.py)
     tmpdir = tmp_path / "worker-tmp"
     tmpdir.mkdir()
     try:
@@ -57,11 +56,7 @@ def s3_deployment(live_workers, s3_server, s3_credentials, settings, tmp_path):
         finally:
             stop_worker(worker)
     finally:
-        # Messages a failed test left in flight must not reach the next test's worker.
-        purge_queues()
-        live_workers["convert-worker"] = start_worker(
-            "convert-worker", session_worker.ready_file.parent, TMPDIR=str(session_worker.tmpdir)
-        )
+        purge_queues()  # messages a failed test left in flight must not reach the next test's worker
 
 
 def test_upload_convert_download_and_delete_with_files_in_s3(

@@ -4,23 +4,18 @@ workers stopped for a test that must be alone with the broker."""
 import pytest
 
 from tests.faults.helpers import kill_worker_group
-from tests.fixtures.workers import NOTIFY_WORKER_ENV, purge_queues, start_worker, stop_worker
+from tests.fixtures.workers import purge_queues, start_worker
 
 
 @pytest.fixture
 def session_convert_worker_stopped(live_workers):
-    """Stop the session's convert worker for this test, so only the test's own workers take conversions; start a
-    fresh one afterwards (in the same dict, so later tests find a live worker)."""
-    session_worker = live_workers["convert-worker"]
-    stop_worker(session_worker)
+    """The session's convert worker stopped for this test, so only the test's own workers take conversions (the next
+    test that wants it running starts a fresh one: tests/fixtures/workers.py)."""
+    live_workers.stop("convert-worker")
     try:
         yield
     finally:
-        # Messages a failed test left in flight must not reach the next test's workers.
-        purge_queues()
-        live_workers["convert-worker"] = start_worker(
-            "convert-worker", session_worker.ready_file.parent, TMPDIR=str(session_worker.tmpdir)
-        )
+        purge_queues()  # messages a failed test left in flight must not reach the next test's workers
 
 
 @pytest.fixture
@@ -50,15 +45,10 @@ def convert_workers(session_convert_worker_stopped, tmp_path):
 
 @pytest.fixture
 def session_notify_worker_stopped(live_workers):
-    """Stop the session's notify worker for this test; start a fresh one afterwards (in the same dict, so later tests
-    find a live worker)."""
-    session_worker = live_workers["notify-worker"]
-    stop_worker(session_worker)
+    """The session's notify worker stopped for this test (the next test that wants it running starts a fresh one)."""
+    live_workers.stop("notify-worker")
     purge_queues()  # what earlier tests left in flight must not be counted as this test's messages
     try:
         yield
     finally:
         purge_queues()  # what a failed test left in flight must not reach the next test's workers
-        live_workers["notify-worker"] = start_worker(
-            "notify-worker", session_worker.ready_file.parent, TMPDIR=str(session_worker.tmpdir), **NOTIFY_WORKER_ENV
-        )

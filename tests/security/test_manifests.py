@@ -108,8 +108,7 @@ def limited_worker(live_workers, settings, tmp_path):
     """The session's convert worker swapped, for this test, for one with a 1-minute and 1 MB limit."""
     settings.MAX_DURATION_MINUTES = 1  # as the web side would be configured too
     settings.MAX_OUTPUT_MB = 1
-    session_worker = live_workers["convert-worker"]
-    stop_worker(session_worker)
+    live_workers.stop("convert-worker")  # the next test that wants it starts a fresh one (tests/fixtures/workers.py)
     tmpdir = tmp_path / "worker-tmp"
     tmpdir.mkdir()
     try:
@@ -121,9 +120,6 @@ def limited_worker(live_workers, settings, tmp_path):
             stop_worker(worker)
     finally:
         purge_queues()  # messages a failed test left in flight must not reach the next test's worker
-        live_workers["convert-worker"] = start_worker(
-            "convert-worker", session_worker.ready_file.parent, TMPDIR=str(session_worker.tmpdir)
-        )
 
 
 @pytest.mark.e2e
